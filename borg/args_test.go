@@ -162,4 +162,3 @@ func fmtEnv(env []string) string {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-

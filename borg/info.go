@@ -37,11 +37,11 @@ type RepositoryInfo struct {
 
 // Stats are borg's size figures.
 type Stats struct {
-	TotalSize       int64 `json:"total_size"`
-	TotalCSize      int64 `json:"total_csize"`
-	UniqueCSize     int64 `json:"unique_csize"`
-	TotalChunks     int64 `json:"total_chunks"`
-	UniqueSize      int64 `json:"unique_size"`
+	TotalSize   int64 `json:"total_size"`
+	TotalCSize  int64 `json:"total_csize"`
+	UniqueCSize int64 `json:"unique_csize"`
+	TotalChunks int64 `json:"total_chunks"`
+	UniqueSize  int64 `json:"unique_size"`
 }
 
 // ArchiveInfo describes one archive as `borg info --json` and `borg create --json` give it.

@@ -16,19 +16,19 @@ type LogMessage struct {
 
 // Progress is one progress event: archive_progress (create), progress_percent or progress_message.
 type Progress struct {
-	Type     string  `json:"type"`
-	Finished bool    `json:"finished"`
-	Path     string  `json:"path"`
-	NFiles   int64   `json:"nfiles"`
-	OSize    int64   `json:"original_size"`
-	CSize    int64   `json:"compressed_size"`
-	DSize    int64   `json:"deduplicated_size"`
-	Current  float64 `json:"current"`
-	Total    float64 `json:"total"`
-	Message  string  `json:"message"`
-	MsgID    string  `json:"msgid"`
-	Time     float64 `json:"time"`
-	Operation int    `json:"operation"`
+	Type      string  `json:"type"`
+	Finished  bool    `json:"finished"`
+	Path      string  `json:"path"`
+	NFiles    int64   `json:"nfiles"`
+	OSize     int64   `json:"original_size"`
+	CSize     int64   `json:"compressed_size"`
+	DSize     int64   `json:"deduplicated_size"`
+	Current   float64 `json:"current"`
+	Total     float64 `json:"total"`
+	Message   string  `json:"message"`
+	MsgID     string  `json:"msgid"`
+	Time      float64 `json:"time"`
+	Operation int     `json:"operation"`
 }
 
 // FileStatus is one --list line (type "file_status").

@@ -196,7 +196,7 @@ func (r *Runner) Run(ctx context.Context, c Call) (*Result, error) {
 			case "WARNING":
 				w := parseWarning(m)
 				res.Warnings = append(res.Warnings, w)
-				log.Warnf("borg: %s", m.Message)
+				log.Debugf("borg warning: %s", m.Message) // callers report warnings in their own words
 			case "DEBUG":
 				log.Debugf("borg: %s", m.Message)
 			default:

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func TestReorderArgs(t *testing.T) {
+	app := newApp()
+	app.Commands = append(app.Commands, &cli.Command{Name: "restore", Flags: []cli.Flag{&cli.StringFlag{Name: "target"}, &cli.BoolFlag{Name: "force"}}},
+		&cli.Command{Name: "schedule", Subcommands: []*cli.Command{{Name: "print", Flags: []cli.Flag{&cli.StringFlag{Name: "on-calendar"}}}}})
+	tests := []struct{ in, want string }{
+		{"restore NAME --target DIR", "restore --target DIR -- NAME"},
+		{"restore --target DIR NAME", "restore --target DIR -- NAME"},
+		{"restore NAME --force --target=DIR", "restore --force --target=DIR -- NAME"},
+		{"-v --repo R restore NAME", "restore -v --repo R -- NAME"},
+		{"preflight --repo a --repo b -v", "preflight --repo a --repo b -v"},
+		{"init extra --json", "init --json -- extra"},
+		{"schedule print --on-calendar 02:00", "schedule print --on-calendar 02:00"},
+		{"restore NAME -- --odd-name", "restore -- NAME -- --odd-name"},
+		{"--help", "--help"},
+		{"nosuchcommand --x", "nosuchcommand --x"},
+	}
+	for _, tt := range tests {
+		got := reorderArgs(app, append([]string{"cht-backup"}, strings.Fields(tt.in)...))
+		want := append([]string{"cht-backup"}, strings.Fields(tt.want)...)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%q:\n got %q\nwant %q", tt.in, got[1:], want[1:])
+		}
+	}
+}
+
+// Flags beat CHT_BACKUP_* variables, which beat the config file, which beats defaults.
+func TestSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cht-backup.env")
+	os.WriteFile(cfg, []byte("# config\nCHT_BACKUP_STATE_DIR=/from/file\nCHT_BACKUP_CHT_DIR=/file/cht\nexport CHT_BACKUP_REPO=\"/r/one,/r/two\"\nCHT_BACKUP_LOCK_WAIT=5\n"), 0o600)
+	var got *options
+	app := newApp()
+	app.Commands = []*cli.Command{{Name: "probe", Action: func(c *cli.Context) error {
+		var err error
+		got, err = loadOptions(c)
+		return err
+	}}}
+	for _, cmd := range app.Commands {
+		prepareCommand(cmd)
+	}
+	t.Setenv("CHT_BACKUP_CHT_DIR", "/env/cht")
+	t.Setenv("CHT_BACKUP_LOCK_WAIT", "9")
+	if err := app.Run([]string{"cht-backup", "probe", "--config", cfg, "--lock-wait", "11"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.StateDir != "/from/file" || got.ChtDir != "/env/cht" || got.LockWait != 11 {
+		t.Errorf("precedence wrong: state=%s cht=%s lock=%d", got.StateDir, got.ChtDir, got.LockWait)
+	}
+	if len(got.Repos) != 2 || got.Repos[0].Path != "/r/one" || got.Repos[1].Path != "/r/two" {
+		t.Errorf("repos from file: %+v", got.Repos)
+	}
+	os.Unsetenv("CHT_BACKUP_CHT_DIR")
+	if err := app.Run([]string{"cht-backup", "probe", "--config", filepath.Join(dir, "missing.env")}); err == nil || !strings.Contains(err.Error(), "cannot read config file") {
+		t.Errorf("an explicit missing config file must be an error, got %v", err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{warnings{n: 2}, 1},
+		{usageErrorf("bad"), 3},
+		{&userError{err: os.ErrNotExist}, 2},
+		{os.ErrPermission, 2},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("%v: got %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,509 @@
+#!/usr/bin/env bash
+# test-env.sh: the one idempotent test-environment setup of cht-backup.
+#
+# Installs (apt) and starts what the tests run against for real: borg, an OpenSSH
+# server on 127.0.0.1 with a `borg` account (one key with a shell, one key forced to
+# `borg serve --append-only`), and a Docker engine. Tests read the result from $DIR/env.
+# A second run with everything up only rewrites authorized_keys and env.
+#
+# Usage (as root): scripts/test-env.sh [setup|stop|status]
+#   setup   (default) install, start and self-check everything, write $DIR/env
+#   stop    stop the test sshd (dockerd is left alone)
+#   status  report what is up, change nothing; exit 0 only if sshd and dockerd are up
+# Environment:
+#   CHT_BACKUP_TESTENV        state dir, default /var/tmp/cht-backup-testenv
+#   CHT_BACKUP_TEST_SSH_PORT  port of the test sshd on 127.0.0.1, default 2222
+set -euo pipefail
+
+readonly LOCK=/var/tmp/cht-backup-testenv.lock
+readonly DIR=${CHT_BACKUP_TESTENV:-/var/tmp/cht-backup-testenv}
+readonly PORT=${CHT_BACKUP_TEST_SSH_PORT:-2222}
+readonly SSH_HOST=127.0.0.1
+readonly SSH_USER=borg
+readonly BORG_HOME=/home/borg
+readonly REPO_ROOT=/home/borg/repos
+readonly FORCED_COMMAND="borg serve --append-only --restrict-to-path $REPO_ROOT"
+readonly SSHD=/usr/sbin/sshd
+readonly SSHD_CONFIG=$DIR/sshd_config
+readonly SSHD_LOG=$DIR/sshd.log
+readonly PID_FILE=$DIR/sshd.pid
+readonly HOST_KEY=$DIR/ssh_host_ed25519_key
+readonly SHELL_KEY=$DIR/id_shell
+readonly FORCED_KEY=$DIR/id_forced
+readonly KNOWN_HOSTS=$DIR/known_hosts
+readonly ENV_FILE=$DIR/env
+readonly DOCKERD_LOG=$DIR/dockerd.log
+readonly DOCKERD_WAIT=60
+
+# go test may hand us a minimal PATH; sshd, useradd and dockerd's iptables live in sbin.
+export PATH=${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+umask 077
+
+die() {
+	echo "test-env: $*" >&2
+	exit 1
+}
+note() { echo "test-env: $*" >&2; }
+
+# Files to remove on every way out (temporary policy-rc.d, half-written files).
+CLEANUP=()
+cleanup() {
+	if ((${#CLEANUP[@]})); then rm -f -- "${CLEANUP[@]}"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# write_file PATH MODE OWNER CONTENT: atomic replace, so a reader never sees half a file.
+write_file() {
+	local path=$1 mode=$2 owner=$3 content=$4 tmp
+	tmp=$(mktemp "$(dirname "$path")/.$(basename "$path").XXXXXX")
+	CLEANUP+=("$tmp")
+	printf '%s\n' "$content" >"$tmp"
+	chown "$owner" "$tmp"
+	chmod "$mode" "$tmp"
+	mv -f "$tmp" "$path"
+}
+
+# same_content PATH CONTENT: true when PATH already holds exactly CONTENT.
+same_content() {
+	[[ -f $1 ]] && [[ "$(<"$1")" == "$2" ]]
+}
+
+# ---- packages -------------------------------------------------------------
+
+# have CMD: CMD is an executable on PATH (bash's `command -v` also reports files it cannot run).
+have() {
+	local path
+	path=$(type -P "$1") && [[ -x $path ]]
+}
+
+INSTALLED="nothing"
+ensure_packages() {
+	local pkgs=()
+	have borg || pkgs+=(borgbackup)
+	[[ -x $SSHD ]] || pkgs+=(openssh-server)
+	if ! have ssh || ! have ssh-keygen; then pkgs+=(openssh-client); fi
+	if ! have dockerd || ! have docker; then pkgs+=(docker.io); fi
+	((${#pkgs[@]})) || return 0
+
+	have apt-get ||
+		die "missing ${pkgs[*]} and apt-get is not available; install them by hand and run again"
+	# Keep package scripts from starting the distro's ssh/docker services: we start our own.
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\n# temporary, written by cht-backup scripts/test-env.sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		CLEANUP+=(/usr/sbin/policy-rc.d)
+	fi
+	note "installing ${pkgs[*]} with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -q update >&2 9>&- ||
+		die "apt-get update failed; check the Debian mirror in /etc/apt/sources.list and run again"
+	apt-get -y -q -o DPkg::Lock::Timeout=300 install "${pkgs[@]}" >&2 9>&- ||
+		die "apt-get install ${pkgs[*]} failed; see the apt output above and run again"
+	INSTALLED=${pkgs[*]}
+	local cmd
+	for cmd in borg "$SSHD" ssh ssh-keygen dockerd docker; do
+		have "$cmd" || die "$cmd is still missing after apt-get install ${pkgs[*]}; install it by hand and run again"
+	done
+}
+
+# ---- state dir, account, keys --------------------------------------------
+
+ensure_state_dir() {
+	[[ $DIR == /* ]] || die "CHT_BACKUP_TESTENV must be an absolute path, got '$DIR'"
+	[[ ! -L $DIR ]] || die "$DIR is a symlink; remove it and run again"
+	install -d -m 0700 -o root -g root "$DIR"
+	[[ $(stat -c %u "$DIR") == 0 ]] || die "$DIR is not owned by root; remove it and run again"
+}
+
+BORG_GID=""
+ensure_account() {
+	if ! getent passwd "$SSH_USER" >/dev/null; then
+		note "creating user $SSH_USER"
+		useradd --create-home --home-dir "$BORG_HOME" --shell /bin/bash --user-group "$SSH_USER"
+	fi
+	local gid home shell
+	IFS=: read -r _ _ _ gid _ home shell < <(getent passwd "$SSH_USER")
+	BORG_GID=$gid
+	[[ $home == "$BORG_HOME" ]] ||
+		die "user $SSH_USER exists with home $home, not $BORG_HOME; fix it with usermod -d and run again"
+	[[ $shell == /bin/bash ]] || usermod -s /bin/bash "$SSH_USER"
+
+	# With UsePAM no, sshd treats a '!' (locked) password as a locked account and refuses
+	# even public keys; '*' means "no password" and still allows key logins.
+	local shadow expire
+	shadow=$(getent shadow "$SSH_USER")
+	[[ $(cut -d: -f2 <<<"$shadow") == '*' ]] || usermod -p '*' "$SSH_USER"
+	expire=$(cut -d: -f8 <<<"$shadow")
+	[[ -z $expire ]] || chage -E -1 "$SSH_USER"
+
+	[[ -d $BORG_HOME ]] || install -d -m 0700 -o "$SSH_USER" -g "$BORG_GID" "$BORG_HOME"
+	# StrictModes refuses keys under a home that others may write to.
+	[[ $(stat -c %U "$BORG_HOME") == "$SSH_USER" ]] || chown "$SSH_USER:$BORG_GID" "$BORG_HOME"
+	if (($(stat -c '0%a' "$BORG_HOME") & 022)); then chmod go-w "$BORG_HOME"; fi
+	install -d -m 0700 -o "$SSH_USER" -g "$BORG_GID" "$BORG_HOME/.ssh" "$REPO_ROOT"
+}
+
+# ensure_key PATH COMMENT: ed25519 key without passphrase, generated once, kept after.
+# Prints "new" when it had to generate the key.
+ensure_key() {
+	local key=$1 comment=$2
+	if [[ ! -s $key ]]; then
+		rm -f -- "$key" "$key.pub"
+		ssh-keygen -q -t ed25519 -N '' -C "$comment" -f "$key" </dev/null >/dev/null ||
+			die "ssh-keygen could not create $key"
+		echo new
+	elif [[ ! -s $key.pub ]]; then
+		ssh-keygen -y -f "$key" >"$key.pub" || die "$key is not a readable private key; remove it and run again"
+	fi
+	chown root:root "$key" "$key.pub"
+	chmod 0600 "$key"
+	chmod 0644 "$key.pub"
+}
+
+HOST_KEY_NEW=""
+ensure_keys() {
+	HOST_KEY_NEW=$(ensure_key "$HOST_KEY" "cht-backup test sshd host key")
+	ensure_key "$SHELL_KEY" "cht-backup test shell key" >/dev/null
+	ensure_key "$FORCED_KEY" "cht-backup test forced key" >/dev/null
+}
+
+write_authorized_keys() {
+	local shell_pub forced_pub
+	shell_pub=$(<"$SHELL_KEY.pub")
+	forced_pub=$(<"$FORCED_KEY.pub")
+	write_file "$BORG_HOME/.ssh/authorized_keys" 0600 "$SSH_USER:$BORG_GID" \
+		"$shell_pub"$'\n'"command=\"$FORCED_COMMAND\",restrict $forced_pub"
+}
+
+write_known_hosts() {
+	local host=$SSH_HOST key
+	# ssh looks up port 22 under the bare host name, any other port as [host]:port.
+	[[ $PORT == 22 ]] || host="[$SSH_HOST]:$PORT"
+	key=$(cut -d' ' -f1,2 <"$HOST_KEY.pub")
+	same_content "$KNOWN_HOSTS" "$host $key" || write_file "$KNOWN_HOSTS" 0644 root:root "$host $key"
+}
+
+host_key_fingerprint() {
+	ssh-keygen -l -E sha256 -f "$HOST_KEY.pub" | cut -d' ' -f2
+}
+
+# ---- sshd -----------------------------------------------------------------
+
+# sshd_pid: prints the pid of the test sshd if it is running from our config.
+# Checking the command line keeps a reused pid (or a zombie) from counting as ours.
+sshd_pid() {
+	local pid cmd
+	[[ -s $PID_FILE ]] || return 1
+	pid=$(<"$PID_FILE")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+	[[ $cmd == *" -f $SSHD_CONFIG "* ]] || return 1
+	echo "$pid"
+}
+
+# port_open: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$SSH_HOST" "$PORT" 2>/dev/null
+}
+
+# ssh_answers: an SSH server greets on 127.0.0.1:PORT.
+ssh_answers() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" && IFS= read -r -t 2 line <&3 && [[ $line == SSH-* ]]' \
+		"$SSH_HOST" "$PORT" 2>/dev/null
+}
+
+sshd_config_text() {
+	cat <<EOF
+# Test sshd of cht-backup; written by scripts/test-env.sh on every run, do not edit.
+Port $PORT
+ListenAddress $SSH_HOST
+HostKey $HOST_KEY
+PidFile $PID_FILE
+AuthorizedKeysFile .ssh/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes yes
+PermitRootLogin no
+AllowUsers $SSH_USER
+LogLevel VERBOSE
+X11Forwarding no
+PrintMotd no
+# Tests run in parallel and may open many connections at once.
+MaxStartups 64:30:128
+EOF
+	# OpenSSH >= 9.8 penalises addresses with failed logins; tests that fail on purpose
+	# must not lock the next test out.
+	if "$SSHD" -t -f /dev/null -o "HostKey=$HOST_KEY" -o PerSourcePenalties=no >/dev/null 2>&1; then
+		echo "PerSourcePenalties no"
+	fi
+}
+
+stop_sshd() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		sshd_pid >/dev/null || break
+		sleep 0.1
+	done
+	! sshd_pid >/dev/null || die "test sshd (pid $pid) did not stop within 5 s; kill it by hand and run again"
+	rm -f -- "$PID_FILE"
+}
+
+SSHD_STATE=""
+ensure_sshd() {
+	install -d -m 0755 -o root -g root /run/sshd # privilege separation dir
+
+	local config changed=0 pid="" err i
+	config=$(sshd_config_text)
+	if ! same_content "$SSHD_CONFIG" "$config"; then
+		write_file "$SSHD_CONFIG" 0644 root:root "$config"
+		changed=1
+	fi
+	[[ -n $HOST_KEY_NEW ]] && changed=1
+
+	pid=$(sshd_pid) || pid=""
+	if [[ -n $pid ]] && ((changed == 0)) && ssh_answers; then
+		SSHD_STATE="already running, pid $pid"
+		return 0
+	fi
+
+	err=$("$SSHD" -t -f "$SSHD_CONFIG" 2>&1) ||
+		die "sshd rejects $SSHD_CONFIG: ${err//$'\n'/; }"
+	if [[ -n $pid ]]; then
+		note "restarting test sshd (pid $pid): its config changed or it does not answer"
+		stop_sshd "$pid"
+	fi
+	rm -f -- "$PID_FILE" # stale: its process is gone or is not our sshd
+	! port_open ||
+		die "127.0.0.1:$PORT is taken by another program; stop it or set CHT_BACKUP_TEST_SSH_PORT to a free port"
+
+	# sshd daemonizes itself (new session, cwd /, stdio to /dev/null); the lock fd stays here.
+	# Both -E and the redirect append, so early errors land in the same log.
+	# shellcheck disable=SC2094
+	"$SSHD" -f "$SSHD_CONFIG" -E "$SSHD_LOG" </dev/null >>"$SSHD_LOG" 2>&1 9>&- ||
+		die "sshd failed to start; see $SSHD_LOG"
+	for ((i = 0; i < 100; i++)); do
+		if pid=$(sshd_pid) && ssh_answers; then
+			SSHD_STATE="started, pid $pid"
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "sshd did not answer on 127.0.0.1:$PORT within 10 s; see $SSHD_LOG"
+}
+
+# ---- dockerd --------------------------------------------------------------
+
+DOCKER_VERSION=""
+docker_ok() {
+	DOCKER_VERSION=$(timeout 10 docker info --format '{{.ServerVersion}}' 2>/dev/null) && [[ -n $DOCKER_VERSION ]]
+}
+
+# dockerd_running: a dockerd holds /run/docker.pid (it may still be starting up).
+dockerd_running() {
+	local pid
+	[[ -s /run/docker.pid ]] || return 1
+	pid=$(</run/docker.pid)
+	[[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]]
+}
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+DOCKER_STATE=""
+ensure_docker() {
+	if docker_ok; then
+		DOCKER_STATE="already running"
+		return 0
+	fi
+	local started_pid="" i
+	if dockerd_running; then
+		note "dockerd is running but does not answer yet; waiting"
+		DOCKER_STATE="was starting"
+	elif [[ -d /run/systemd/system ]] && systemctl cat docker.service >/dev/null 2>&1; then
+		# Under systemd the unit (and its socket) own /run/docker.sock; a hand-started
+		# dockerd would fight with it.
+		note "starting docker.service"
+		timeout 90 systemctl start docker.service >&2 9>&- ||
+			die "systemctl start docker.service failed; see journalctl -u docker.service"
+		DOCKER_STATE="started by systemd"
+	else
+		note "starting dockerd, log in $DOCKERD_LOG"
+		# dockerd starts its own containerd unless a system containerd is running.
+		(cd / && exec setsid nohup dockerd </dev/null >>"$DOCKERD_LOG" 2>&1 9>&-) &
+		started_pid=$!
+		DOCKER_STATE="started, pid $started_pid"
+	fi
+	for ((i = 0; i < DOCKERD_WAIT * 2; i++)); do
+		if docker_ok; then
+			[[ -z $started_pid ]] || disown "$started_pid"
+			return 0
+		fi
+		if [[ -n $started_pid ]] && ! alive "$started_pid"; then
+			die "dockerd exited right after start; see $DOCKERD_LOG"
+		fi
+		sleep 0.5
+	done
+	die "docker info still fails after $DOCKERD_WAIT s; see $DOCKERD_LOG"
+}
+
+# ---- self-check, env ------------------------------------------------------
+
+ssh_as_borg() {
+	local key=$1
+	shift
+	timeout 30 ssh -F /dev/null \
+		-o BatchMode=yes -o StrictHostKeyChecking=yes \
+		-o UserKnownHostsFile="$KNOWN_HOSTS" -o GlobalKnownHostsFile=/dev/null \
+		-o IdentitiesOnly=yes -o IdentityAgent=none -o ConnectTimeout=10 -o LogLevel=ERROR \
+		-i "$key" -p "$PORT" "$SSH_USER@$SSH_HOST" "$@" </dev/null
+}
+
+last_line() {
+	local s=${1%$'\n'}
+	echo "${s##*$'\n'}"
+}
+
+self_check() {
+	local out rc marker forced_out forced_pid
+	# The forced key's login starts borg (python, ~0.4 s), so it runs alongside the shell
+	# check to keep a run with everything up fast.
+	marker="cht-backup-testenv-marker-$$"
+	forced_out=$(mktemp "$DIR/.selfcheck.XXXXXX")
+	CLEANUP+=("$forced_out")
+	ssh_as_borg "$FORCED_KEY" echo "$marker" >"$forced_out" 2>&1 9>&- &
+	forced_pid=$!
+
+	out=$(ssh_as_borg "$SHELL_KEY" whoami 2>&1) ||
+		die "ssh with the shell key to $SSH_USER@$SSH_HOST:$PORT failed: $(last_line "$out")"
+	[[ $out == "$SSH_USER" ]] ||
+		die "ssh with the shell key ran whoami as '$(last_line "$out")', expected $SSH_USER"
+
+	# The forced key must land in borg serve whatever the client asks for. borg serve reads
+	# the client's command from SSH_ORIGINAL_COMMAND and rejects "echo MARKER" (exit 2, the
+	# marker quoted inside its error), so the proof is: logged in, and no line that is the
+	# bare marker, which only a real echo would print.
+	rc=0
+	wait "$forced_pid" || rc=$?
+	out=$(<"$forced_out")
+	case $rc in
+	124) die "ssh with the forced key to $SSH_USER@$SSH_HOST:$PORT timed out" ;;
+	126 | 127) die "the forced command cannot run borg for user $SSH_USER: $(last_line "$out")" ;;
+	255) die "ssh with the forced key to $SSH_USER@$SSH_HOST:$PORT failed: $(last_line "$out")" ;;
+	esac
+	! grep -qx -- "$marker" <<<"$out" ||
+		die "the forced key ran the client's command; authorized_keys lacks command=\"$FORCED_COMMAND\""
+
+	docker_ok || die "docker info fails; see $DOCKERD_LOG"
+}
+
+write_env() {
+	write_file "$ENV_FILE" 0600 root:root "TESTENV_DIR=$DIR
+SSH_HOST=$SSH_HOST
+SSH_PORT=$PORT
+SSH_USER=$SSH_USER
+SSH_SHELL_KEY=$SHELL_KEY
+SSH_FORCED_KEY=$FORCED_KEY
+SSH_KNOWN_HOSTS=$KNOWN_HOSTS
+SSH_REPO_ROOT=$REPO_ROOT
+SSH_HOST_KEY_FINGERPRINT=$(host_key_fingerprint)"
+}
+
+# ---- commands -------------------------------------------------------------
+
+take_lock() {
+	exec 9>>"$LOCK"
+	flock -w 600 9 || die "another scripts/test-env.sh run has held $LOCK for 600 s; check it and run again"
+}
+
+cmd_setup() {
+	take_lock
+	ensure_packages
+	ensure_state_dir
+	ensure_account
+	ensure_keys
+	write_authorized_keys
+	ensure_sshd
+	write_known_hosts
+	ensure_docker
+	write_env
+	self_check
+	printf 'test-env: %-9s %s\n' \
+		packages "borg, sshd, dockerd present; installed: $INSTALLED" \
+		sshd "$SSH_HOST:$PORT $SSHD_STATE, host key $(host_key_fingerprint)" \
+		account "$SSH_USER: shell key runs whoami, forced key lands in borg serve --append-only" \
+		dockerd "server $DOCKER_VERSION, $DOCKER_STATE" \
+		env "$ENV_FILE"
+}
+
+cmd_stop() {
+	take_lock
+	local pid
+	if pid=$(sshd_pid); then
+		stop_sshd "$pid"
+		echo "test-env: sshd      stopped (was pid $pid)"
+	else
+		rm -f -- "$PID_FILE"
+		echo "test-env: sshd      not running"
+	fi
+}
+
+cmd_status() {
+	local pid ok=0
+	if pid=$(sshd_pid) && ssh_answers; then
+		echo "test-env: sshd      up, $SSH_HOST:$PORT pid $pid"
+	elif [[ -n ${pid:-} ]]; then
+		echo "test-env: sshd      DOWN, pid $pid does not answer on $SSH_HOST:$PORT"
+		ok=1
+	else
+		echo "test-env: sshd      DOWN, not running"
+		ok=1
+	fi
+	if docker_ok; then
+		echo "test-env: dockerd   up, server $DOCKER_VERSION"
+	else
+		echo "test-env: dockerd   DOWN, docker info fails"
+		ok=1
+	fi
+	if [[ -f $ENV_FILE ]]; then
+		echo "test-env: env       $ENV_FILE"
+	else
+		echo "test-env: env       missing, run scripts/test-env.sh"
+		ok=1
+	fi
+	return "$ok"
+}
+
+main() {
+	if ((EUID != 0)); then
+		echo "test-env: must run as root (it installs packages, creates user $SSH_USER and starts sshd and dockerd); rerun with sudo" >&2
+		exit 2
+	fi
+	if ! [[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((PORT > 65535)); then
+		echo "test-env: CHT_BACKUP_TEST_SSH_PORT must be a TCP port number, got '$PORT'" >&2
+		exit 2
+	fi
+	case ${1:-setup} in
+	setup) cmd_setup ;;
+	stop) cmd_stop ;;
+	status) cmd_status ;;
+	*)
+		echo "usage: scripts/test-env.sh [setup|stop|status]" >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"

@@ -1,0 +1,303 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// Parts a user may leave out of a backup (--skip).
+const (
+	PartTLS         = "tls"         // the nginx container's /etc/nginx/private/
+	PartCredentials = "credentials" // the couchdb container's /opt/couchdb/etc/local.d/
+	PartCompose     = "compose"     // the compose files
+)
+
+// SkippableParts lists the parts GatherOptions.Skip accepts.
+var SkippableParts = []string{PartTLS, PartCredentials, PartCompose}
+
+// containerPart is a directory that lives only inside a container.
+type containerPart struct {
+	part, group, service, dir, what string
+}
+
+var containerParts = []containerPart{
+	{PartTLS, GroupTLS, ServiceNginx, "/etc/nginx/private/", "the TLS certificate and key (cert.pem, key.pem)"},
+	{PartCredentials, GroupCredentials, ServiceCouchDB, "/opt/couchdb/etc/local.d/", "CouchDB's cluster-credentials.ini (admin hash, secret, uuid)"},
+}
+
+// GatherOptions says what to gather and how to describe it.
+type GatherOptions struct {
+	ChtDir   string   // "" means DefaultCHTDir
+	StateDir string   // staging goes to <StateDir>/staging/<run-id>/
+	Skip     []string // parts to leave out, from SkippableParts
+	// Docker may be nil when both container parts are skipped.
+	Docker      *client.Client
+	ToolVersion string
+	BorgVersion string
+	Hostname    string    // "" means os.Hostname()
+	Now         time.Time // zero means time.Now()
+	RunID       string    // "" means NewRunID(Now)
+}
+
+// Gathered is a CHT host ready for `borg create`: run borg in WorkDir with
+// Paths as its path arguments, in this order. Close removes the staging
+// directory; call it on every way out.
+type Gathered struct {
+	Layout  *Layout
+	WorkDir string // the staging directory; Paths' last element is relative to it
+	// Paths are borg's path arguments: COUCHDB_DATA/.shards, COUCHDB_DATA/shards,
+	// the other entries of COUCHDB_DATA, .env, the compose files, then StagingName.
+	Paths        []string
+	Skipped      []string // one line per skipped part, saying what the archive lacks
+	Manifest     *Manifest
+	ManifestPath string
+	Containers   map[string]Container // by service
+
+	staging *Staging
+}
+
+// Close removes the staging directory; safe to call more than once.
+func (g *Gathered) Close() error {
+	if g == nil {
+		return nil
+	}
+	return g.staging.Close()
+}
+
+// Gather finds everything a CHT host needs backed up, copies what lives only
+// in containers into a fresh staging directory, and writes the manifest
+// there. It reads CouchDB's files in place (only to count them); borg
+// archives them from where they are. On error nothing is left in staging.
+// Cancelling ctx stops it and removes the staging directory.
+func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
+	skip := map[string]bool{}
+	for _, s := range o.Skip {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if !slices.Contains(SkippableParts, s) {
+			return nil, fmt.Errorf("unknown part %q to skip; choose from %s", s, strings.Join(SkippableParts, ", "))
+		}
+		skip[s] = true
+	}
+	needDocker := !skip[PartTLS] || !skip[PartCredentials]
+	if needDocker && o.Docker == nil {
+		return nil, errors.New("no Docker client to copy the TLS certificate and CouchDB credentials out of their containers; skip tls and credentials to back up without Docker")
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.Hostname == "" {
+		if o.Hostname, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("cannot read the host name: %w", err)
+		}
+	}
+
+	layout, err := Discover(o.ChtDir)
+	if err != nil {
+		return nil, err
+	}
+	data := layout.CouchDBData
+	entries, err := os.ReadDir(data)
+	if err != nil {
+		return nil, fmt.Errorf("CouchDB data directory %s (COUCHDB_DATA in %s) cannot be read: %v; check its permissions and run as root", data, layout.EnvFile, unwrapPathError(err))
+	}
+	var hasShards, hasIndexes bool
+	var rest []string
+	for _, e := range entries {
+		switch e.Name() {
+		case "shards":
+			hasShards = e.IsDir()
+		case ".shards":
+			hasIndexes = e.IsDir()
+		default:
+			rest = append(rest, filepath.Join(data, e.Name()))
+		}
+	}
+	if !hasShards {
+		return nil, fmt.Errorf("CouchDB data directory %s holds no shards/ directory, so it is not CouchDB's data; set COUCHDB_DATA in %s to the directory mounted at /opt/couchdb/data", data, layout.EnvFile)
+	}
+	if !skip[PartCompose] && len(layout.ComposeFiles) == 0 {
+		return nil, fmt.Errorf("no compose files (*.yml) in %s or %s; check CHT_COMPOSE_PATH in %s, or skip compose", layout.ComposePath, layout.UpgradeServiceDir(), layout.EnvFile)
+	}
+
+	runID := o.RunID
+	if runID == "" {
+		runID = NewRunID(o.Now)
+	}
+	st, err := NewStaging(o.StateDir, runID)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gathered{Layout: layout, WorkDir: st.Dir, staging: st, Containers: map[string]Container{}}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+
+	var skipped []SkippedPart
+	for _, cp := range containerParts {
+		dest := filepath.Join(st.Root(), "containers", cp.service, filepath.FromSlash(strings.TrimPrefix(cp.dir, "/")))
+		if skip[cp.part] {
+			reason := fmt.Sprintf("%s: skipped on request; %s from the %s container's %s are not in this archive", cp.part, cp.what, cp.service, cp.dir)
+			if cp.part == PartCredentials && (!slices.Contains(layout.EnvKeys, "COUCHDB_SECRET") || !slices.Contains(layout.EnvKeys, "COUCHDB_UUID")) {
+				reason += ", and .env lacks COUCHDB_SECRET or COUCHDB_UUID, so no copy of them is kept"
+			}
+			skipped = append(skipped, SkippedPart{cp.part, reason})
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		c, err := FindContainer(ctx, o.Docker, layout.ProjectName, cp.service)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w; or skip %s to back up without %s", err, cp.part, cp.what)
+		}
+		g.Containers[cp.service] = c
+		if err := CopyFromContainer(ctx, o.Docker, c, cp.dir, dest); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w; or skip %s to back up without %s", err, cp.part, cp.what)
+		}
+		if des, err := os.ReadDir(dest); err != nil || len(des) == 0 {
+			return nil, fmt.Errorf("%s in container %s is empty, but it should hold %s; check that container, or skip %s", cp.dir, c.Name, cp.what, cp.part)
+		}
+	}
+	if skip[PartCompose] {
+		skipped = append(skipped, SkippedPart{PartCompose, fmt.Sprintf("%s: skipped on request; the compose files in %s and %s are not in this archive", PartCompose, layout.ComposePath, layout.UpgradeServiceDir())})
+	}
+
+	// borg archives its path arguments in the order given: view indexes
+	// before database files (CouchDB's backup rule), each entry of the data
+	// directory once.
+	var couchItems, indexItems []string
+	if hasIndexes {
+		indexItems = []string{filepath.Join(data, ".shards")}
+	}
+	couchItems = append([]string{filepath.Join(data, "shards")}, rest...)
+	g.Paths = append(g.Paths, indexItems...)
+	g.Paths = append(g.Paths, couchItems...)
+	g.Paths = append(g.Paths, layout.EnvFile)
+	var composeItems []string
+	if !skip[PartCompose] {
+		for _, f := range layout.ComposeFiles {
+			if !slices.Contains(g.Paths, f) {
+				composeItems = append(composeItems, f)
+			}
+		}
+		g.Paths = append(g.Paths, composeItems...)
+	}
+	g.Paths = append(g.Paths, StagingName)
+
+	a := archiver{workDir: st.Dir}
+	m := &Manifest{
+		FormatVersion: ManifestFormatVersion,
+		ToolVersion:   o.ToolVersion,
+		BorgVersion:   o.BorgVersion,
+		Hostname:      o.Hostname,
+		Created:       o.Now.UTC().Truncate(time.Second),
+		ProjectName:   layout.ProjectName,
+		Sources: ManifestSources{
+			CHTDir:       layout.CHTDir,
+			CouchDBData:  data,
+			EnvFile:      layout.EnvFile,
+			ComposePath:  layout.ComposePath,
+			ComposeFiles: orEmpty(composeItems),
+		},
+		EnvKeys:    orEmpty(layout.EnvKeys),
+		Containers: g.Containers,
+		Skipped:    orEmptySkipped(skipped),
+		SHA256:     map[string]string{},
+	}
+	for _, p := range g.Paths {
+		if p == StagingName {
+			m.ArchivePaths = append(m.ArchivePaths, StagingName)
+		} else {
+			m.ArchivePaths = append(m.ArchivePaths, a.path(p))
+		}
+	}
+	var images []string
+	for _, c := range g.Containers {
+		images = append(images, c.Image)
+	}
+	sort.Strings(images)
+	m.CHTVersion = chtVersion(composeItems, images)
+
+	type groupSpec struct {
+		name  string
+		root  string
+		items []string
+		hash  bool
+	}
+	specs := []groupSpec{
+		{GroupIndexes, filepath.Join(data, ".shards"), indexItems, false},
+		{GroupCouchDB, data, couchItems, false},
+		{GroupEnv, layout.EnvFile, []string{layout.EnvFile}, true},
+	}
+	if !skip[PartCompose] {
+		var dirs []string
+		for _, f := range composeItems {
+			dirs = append(dirs, a.path(filepath.Dir(f)))
+		}
+		specs = append(specs, groupSpec{GroupCompose, "/" + commonRoot(dirs), composeItems, true})
+	}
+	for _, cp := range containerParts {
+		if !skip[cp.part] {
+			dest := filepath.Join(st.Root(), "containers", cp.service, filepath.FromSlash(strings.TrimPrefix(cp.dir, "/")))
+			specs = append(specs, groupSpec{cp.group, dest, []string{dest}, true})
+		}
+	}
+	for _, s := range specs {
+		var sums map[string]string
+		if s.hash {
+			sums = m.SHA256
+		}
+		grp, err := a.countGroup(ctx, s.name, s.root, s.items, sums)
+		if err != nil {
+			return nil, err
+		}
+		m.Groups = append(m.Groups, grp)
+	}
+	if m.CouchDB, err = inventoryCouchDB(ctx, data); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	g.ManifestPath = filepath.Join(st.Root(), ManifestName)
+	if err := m.write(g.ManifestPath); err != nil {
+		return nil, err
+	}
+	g.Manifest = m
+	for _, s := range skipped {
+		g.Skipped = append(g.Skipped, s.Reason)
+	}
+	return g, nil
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func orEmptySkipped(s []SkippedPart) []SkippedPart {
+	if s == nil {
+		return []SkippedPart{}
+	}
+	return s
+}

@@ -1,0 +1,217 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cht-backup/cht-backup/sources/sourcestest"
+)
+
+// assertNoStaging fails when a failed Gather left a staging directory.
+func assertNoStaging(t *testing.T, state string) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(state, "staging"))
+	if len(entries) != 0 {
+		t.Errorf("a failed Gather left %d staging directories behind", len(entries))
+	}
+}
+
+func assertOneLine(t *testing.T, err error, wants ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error is not one line: %q", msg)
+	}
+	for _, w := range wants {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q lacks %q", msg, w)
+		}
+	}
+}
+
+func TestGatherSkipContainersWithoutDocker(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir(), func(o *sourcestest.Options) { o.NoSecretAndUUID = true })
+	o := gatherOpts(tree, t.TempDir())
+	o.Skip = []string{"tls", "credentials"}
+	g, err := Gather(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if len(g.Skipped) != 2 || !strings.HasPrefix(g.Skipped[0], "tls: skipped") || !strings.HasPrefix(g.Skipped[1], "credentials: skipped") {
+		t.Fatalf("Skipped %q", g.Skipped)
+	}
+	// Without COUCHDB_SECRET/COUCHDB_UUID in .env, skipping credentials loses them: say so.
+	if !strings.Contains(g.Skipped[1], "lacks COUCHDB_SECRET or COUCHDB_UUID") {
+		t.Errorf("credentials reason %q does not warn about the missing secret", g.Skipped[1])
+	}
+	if g.Manifest.Group(GroupTLS) != nil || g.Manifest.Group(GroupCredentials) != nil || len(g.Manifest.Skipped) != 2 {
+		t.Errorf("manifest groups %v skipped %v", g.Manifest.Groups, g.Manifest.Skipped)
+	}
+	entries, _ := os.ReadDir(filepath.Join(g.WorkDir, StagingName))
+	if len(entries) != 1 || entries[0].Name() != ManifestName {
+		t.Errorf("staging holds %v, want only the manifest", entries)
+	}
+	if g.Paths[len(g.Paths)-1] != StagingName || g.Manifest.CHTVersion != "4.21.0" {
+		t.Errorf("paths %q, cht version %q", g.Paths, g.Manifest.CHTVersion)
+	}
+}
+
+func TestGatherSkipCompose(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	o := gatherOpts(tree, t.TempDir())
+	o.Skip = []string{"TLS", " credentials", "compose"}
+	g, err := Gather(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, p := range g.Paths {
+		if strings.HasSuffix(p, ".yml") {
+			t.Errorf("compose file %s archived though skipped", p)
+		}
+	}
+	if len(g.Skipped) != 3 || g.Manifest.Group(GroupCompose) != nil || g.Manifest.CHTVersion != "" {
+		t.Errorf("skipped %q, compose group %v, version %q", g.Skipped, g.Manifest.Group(GroupCompose), g.Manifest.CHTVersion)
+	}
+}
+
+func TestGatherOptionErrors(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "couchdb"}
+	_, err := Gather(context.Background(), o)
+	assertOneLine(t, err, `"couchdb"`, "tls, credentials, compose")
+
+	o.Skip = []string{"tls"}
+	_, err = Gather(context.Background(), o)
+	assertOneLine(t, err, "no Docker client", "skip tls and credentials")
+	assertNoStaging(t, state)
+}
+
+func TestGatherMissingEnv(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	os.Remove(tree.EnvFile)
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "credentials"}
+	_, err := Gather(context.Background(), o)
+	assertOneLine(t, err, tree.EnvFile, "not found", "--cht-dir")
+	assertNoStaging(t, state)
+}
+
+func TestGatherBadCouchDBData(t *testing.T) {
+	t.Run("missing", func(t *testing.T) {
+		tree := sourcestest.NewTree(t, t.TempDir())
+		os.RemoveAll(tree.CouchDBData)
+		state := t.TempDir()
+		o := gatherOpts(tree, state)
+		o.Skip = []string{"tls", "credentials"}
+		_, err := Gather(context.Background(), o)
+		assertOneLine(t, err, tree.CouchDBData, "COUCHDB_DATA", "does not exist")
+		assertNoSecret(t, tree, err.Error())
+		assertNoStaging(t, state)
+	})
+	t.Run("not CouchDB's", func(t *testing.T) {
+		tree := sourcestest.NewTree(t, t.TempDir())
+		os.RemoveAll(filepath.Join(tree.CouchDBData, "shards"))
+		state := t.TempDir()
+		o := gatherOpts(tree, state)
+		o.Skip = []string{"tls", "credentials"}
+		_, err := Gather(context.Background(), o)
+		assertOneLine(t, err, tree.CouchDBData, "no shards/", "COUCHDB_DATA")
+		assertNoStaging(t, state)
+	})
+}
+
+func TestGatherNoComposeFiles(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	for _, f := range tree.ComposeFiles {
+		os.Remove(f)
+	}
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "credentials"}
+	_, err := Gather(context.Background(), o)
+	assertOneLine(t, err, "no compose files", tree.ComposePath, "CHT_COMPOSE_PATH", "skip compose")
+	assertNoStaging(t, state)
+}
+
+func TestGatherMissingContainer(t *testing.T) {
+	ctx := context.Background()
+	for _, svc := range []string{ServiceNginx, ServiceCouchDB} {
+		t.Run(svc, func(t *testing.T) {
+			t.Parallel()
+			cs := sourcestest.StartContainers(t, ctx, "", sourcestest.LabelsOnly)
+			tc, part := cs.Nginx, "tls"
+			if svc == ServiceCouchDB {
+				tc, part = cs.CouchDB, "credentials"
+			}
+			cs.Remove(t, tc)
+			tree := sourcestest.NewTree(t, t.TempDir(), func(o *sourcestest.Options) { o.Project = cs.Project })
+			state := t.TempDir()
+			o := gatherOpts(tree, state)
+			o.Docker = cs.Client
+			_, err := Gather(ctx, o)
+			assertOneLine(t, err, "no container found for the "+svc+" service", `"`+cs.Project+`"`,
+				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a", "skip "+part)
+			assertNoSecret(t, tree, err.Error())
+			assertNoStaging(t, state)
+		})
+	}
+}
+
+func TestFindContainerPrefersLabels(t *testing.T) {
+	ctx := context.Background()
+	labelled := sourcestest.StartContainers(t, ctx, "", sourcestest.LabelsOnly)
+	named := sourcestest.StartContainers(t, ctx, labelled.Project, sourcestest.NamesV2)
+	c, err := FindContainer(ctx, labelled.Client, labelled.Project, ServiceNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != labelled.Nginx.ID || c.FoundBy != "labels" {
+		t.Errorf("found %+v, want the labelled %s", c, labelled.Nginx.Name)
+	}
+	named.Remove(t, named.Nginx)
+	labelled.Stop(t, ctx)
+	c, err = FindContainer(ctx, labelled.Client, labelled.Project, ServiceNginx)
+	if err != nil || c.ID != labelled.Nginx.ID || c.State != "exited" {
+		t.Errorf("stopped labelled container: %+v, %v", c, err)
+	}
+}
+
+func TestGatherCancelled(t *testing.T) {
+	ctx := context.Background()
+	cs := sourcestest.StartContainers(t, ctx, "", sourcestest.NamesV1)
+	tree := sourcestest.NewTree(t, t.TempDir(), func(o *sourcestest.Options) { o.Project = cs.Project })
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Docker = cs.Client
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := Gather(cctx, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	assertNoStaging(t, state)
+}
+
+func TestNewDockerClient(t *testing.T) {
+	sourcestest.DockerClient(t) // skips when not root
+	cli, err := NewDockerClient(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "nope.sock"))
+	_, err = NewDockerClient(context.Background())
+	assertOneLine(t, err, "cannot reach the Docker engine", "dockerd")
+}

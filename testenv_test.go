@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run the built binary as a user would, against the real borg, the test
+// sshd on 127.0.0.1 and dockerd, all set up by scripts/test-env.sh.
+
+var (
+	binPath   string
+	testEnv   map[string]string
+	envReason string // why end-to-end tests are skipped, when they are
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "cht-backup-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		defer os.RemoveAll(dir)
+		binPath = filepath.Join(dir, "cht-backup")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building cht-backup: %v\n%s", err, out)
+			return 2
+		}
+		if os.Geteuid() != 0 {
+			envReason = "SKIPPED: end-to-end tests need root (they install and start borg, sshd and dockerd with scripts/test-env.sh); run `sudo go test ./...`"
+			fmt.Fprintln(os.Stderr, envReason)
+		} else {
+			cmd := exec.Command("bash", "scripts/test-env.sh")
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "scripts/test-env.sh failed: %v\n", err)
+				return 2
+			}
+			testEnv, err = readEnvFile(filepath.Join(envOr("CHT_BACKUP_TESTENV", "/var/tmp/cht-backup-testenv"), "env"))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			m[k] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+// needEnv skips a test loudly when the real components cannot be had.
+func needEnv(t *testing.T) {
+	t.Helper()
+	if testEnv == nil {
+		t.Skip(envReason)
+	}
+}
+
+// world is one test's view of the setup: a passphrase file, a state dir, an empty config file, its
+// own borg base dir, and a fresh repository path on the test server.
+type world struct {
+	t          *testing.T
+	dir        string
+	passphrase string
+	passFile   string
+	stateDir   string
+	config     string
+	env        []string
+	repoName   string
+}
+
+var repoSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	needEnv(t)
+	dir := t.TempDir()
+	w := &world{t: t, dir: dir, passphrase: fmt.Sprintf("pass-%d-NeverInArgv", time.Now().UnixNano())}
+	w.passFile = filepath.Join(dir, "passphrase")
+	if err := os.WriteFile(w.passFile, []byte(w.passphrase+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.stateDir = filepath.Join(dir, "state")
+	w.config = filepath.Join(dir, "cht-backup.env")
+	if err := os.WriteFile(w.config, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	repoSeq.Lock()
+	repoSeq.n++
+	w.repoName = fmt.Sprintf("e2e-%s-%d-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), os.Getpid(), repoSeq.n)
+	repoSeq.Unlock()
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(testEnv["SSH_REPO_ROOT"], w.repoName)) })
+
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "CHT_BACKUP_") || strings.HasPrefix(kv, "BORG_") || strings.HasPrefix(kv, "SSH_AUTH_SOCK=") {
+			continue
+		}
+		w.env = append(w.env, kv)
+	}
+	w.env = append(w.env, "BORG_BASE_DIR="+filepath.Join(dir, "borg-base"))
+	return w
+}
+
+// remoteRepo is this test's repository on the test sshd.
+func (w *world) remoteRepo() string {
+	return fmt.Sprintf("ssh://%s@%s:%s%s/%s", testEnv["SSH_USER"], testEnv["SSH_HOST"], testEnv["SSH_PORT"], testEnv["SSH_REPO_ROOT"], w.repoName)
+}
+
+func (w *world) remoteRepoPath() string { return filepath.Join(testEnv["SSH_REPO_ROOT"], w.repoName) }
+
+// common are the flags every run of this world carries.
+func (w *world) common(key string) []string {
+	return []string{"--config", w.config, "--passphrase-file", w.passFile, "--state-dir", w.stateDir,
+		"--known-hosts", testEnv["SSH_KNOWN_HOSTS"], "--ssh-key", key}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs the binary and, while it runs, watches every process's argv and environment for the
+// passphrase: it must reach borg through a pipe only.
+func (w *world) run(args ...string) result {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = w.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	stop := make(chan struct{})
+	leak := make(chan string, 1)
+	go watchProcs(w.passphrase, stop, leak)
+	err := cmd.Run()
+	close(stop)
+	if where := <-leak; where != "" {
+		w.t.Fatalf("passphrase visible in %s while running %v", where, args)
+	}
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			w.t.Fatalf("running %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	r := result{out.String(), errb.String(), code}
+	if strings.Contains(r.stdout+r.stderr, w.passphrase) {
+		w.t.Fatalf("passphrase printed by %v:\n%s", args, r)
+	}
+	return r
+}
+
+func watchProcs(secret string, stop <-chan struct{}, leak chan<- string) {
+	defer close(leak)
+	for {
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, d := range dirs {
+			for _, f := range []string{"cmdline", "environ"} {
+				if b, err := os.ReadFile(filepath.Join(d, f)); err == nil && bytes.Contains(b, []byte(secret)) {
+					exe, _ := os.Readlink(filepath.Join(d, "exe"))
+					leak <- filepath.Join(d, f) + " (" + exe + ")"
+					return
+				}
+			}
+		}
+		select {
+		case <-stop:
+			leak <- ""
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// lines returns the lines of s that contain sub.
+func lines(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
