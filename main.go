@@ -41,6 +41,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			preflightCommand(),
 			initCommand(),
+			backupCommand(),
 		},
 		HideHelpCommand: true,
 		// Errors are printed once, by main, with their hint.

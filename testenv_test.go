@@ -158,6 +158,13 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
 }
 
+// command prepares a run of the binary for tests that signal it.
+func (w *world) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = w.env
+	return cmd
+}
+
 // run runs the binary and, while it runs, watches every process's argv and environment for the
 // passphrase: it must reach borg through a pipe only.
 func (w *world) run(args ...string) result {

@@ -123,7 +123,7 @@ func CopyFromContainer(ctx context.Context, cli *client.Client, c Container, src
 	rc, stat, err := cli.CopyFromContainer(ctx, c.ID, srcDir)
 	if err != nil {
 		if client.IsErrNotFound(err) {
-			return fmt.Errorf("%s is missing in container %s: %v", srcDir, c.Name, err)
+			return fmt.Errorf("%s is missing in container %s (image %s); check with `docker ps -a` that this is the right container", srcDir, c.Name, c.Image)
 		}
 		return fmt.Errorf("cannot copy %s out of container %s: %v", srcDir, c.Name, err)
 	}

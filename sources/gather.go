@@ -76,8 +76,12 @@ func (g *Gathered) Close() error {
 // Gather finds everything a CHT host needs backed up, copies what lives only
 // in containers into a fresh staging directory, and writes the manifest
 // there. It reads CouchDB's files in place (only to count them); borg
-// archives them from where they are. On error nothing is left in staging.
-// Cancelling ctx stops it and removes the staging directory.
+// archives them from where they are, .shards first.
+//
+// On any error, cancellation of ctx included, Gather removes its staging
+// directory before it returns: on SIGINT/SIGTERM the caller cancels ctx and
+// waits for Gather, then registers Gathered.Close for the rest of the run.
+// Do not Close from another goroutine while Gather runs.
 func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	skip := map[string]bool{}
 	for _, s := range o.Skip {

@@ -215,3 +215,25 @@ func TestNewDockerClient(t *testing.T) {
 	_, err = NewDockerClient(context.Background())
 	assertOneLine(t, err, "cannot reach the Docker engine", "dockerd")
 }
+
+func TestCopyFromContainerMissingDir(t *testing.T) {
+	ctx := context.Background()
+	cs := sourcestest.StartContainers(t, ctx, "", sourcestest.LabelsOnly)
+	c, err := FindContainer(ctx, cs.Client, cs.Project, ServiceNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "out")
+	err = CopyFromContainer(ctx, cs.Client, c, "/etc/nginx/nothere/", dest)
+	assertOneLine(t, err, "/etc/nginx/nothere/", "missing", c.Name)
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("%s created for a missing directory", dest)
+	}
+	// An empty directory copies as an empty directory.
+	if err := CopyFromContainer(ctx, cs.Client, c, "/tmp/", dest); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(dest); err != nil || len(entries) != 0 {
+		t.Errorf("copy of an empty dir holds %v (%v)", entries, err)
+	}
+}

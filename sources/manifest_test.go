@@ -143,6 +143,14 @@ func TestStaging(t *testing.T) {
 	if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
 		t.Errorf("%s not removed", s.Dir)
 	}
+	// A read-only directory copied from a container does not stop Close.
+	ro, _ := NewStaging(state, "read-only")
+	os.MkdirAll(filepath.Join(ro.Root(), "containers", "x"), 0o700)
+	os.WriteFile(filepath.Join(ro.Root(), "containers", "x", "f"), nil, 0o400)
+	os.Chmod(filepath.Join(ro.Root(), "containers", "x"), 0o500)
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
 	var g *Gathered
 	if err := g.Close(); err != nil {
 		t.Error(err)

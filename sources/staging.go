@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -74,7 +75,19 @@ func (s *Staging) Close() error {
 		return nil
 	}
 	s.once.Do(func() {
-		if err := os.RemoveAll(s.Dir); err != nil {
+		err := os.RemoveAll(s.Dir)
+		if err != nil {
+			// Read-only directories copied from a container stop a
+			// non-root RemoveAll; open them up and try once more.
+			_ = filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					_ = os.Chmod(p, 0o700)
+				}
+				return nil
+			})
+			err = os.RemoveAll(s.Dir)
+		}
+		if err != nil {
 			s.err = fmt.Errorf("cannot remove staging directory %s: %v; remove it by hand", s.Dir, err)
 		}
 	})

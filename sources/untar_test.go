@@ -41,6 +41,7 @@ func tarOf(t *testing.T, entries ...entry) *bytes.Buffer {
 
 func TestUntarKeepsFilesDirsSymlinksAndModes(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "private")
+	t.Cleanup(func() { os.Chmod(filepath.Join(dest, "sub"), 0o700) })
 	err := untar(tarOf(t,
 		entry{name: "private/", typ: tar.TypeDir, mode: 0o750},
 		entry{name: "private/key.pem", typ: tar.TypeReg, mode: 0o600, body: "KEY"},

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/ssh"
+	"github.com/docker/docker/client"
+	"github.com/urfave/cli/v2"
+)
+
+func backupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "gather the CHT server's state and archive it to every repository",
+		Description: "Checks each repository can be reached, gathers the CHT state (CouchDB data, .env, compose files,\n" +
+			"and from the containers the TLS files and CouchDB credentials), then runs borg create to every --repo.\n" +
+			"View indexes (.shards) are archived before database files, as CouchDB asks. A file that changed\n" +
+			"while borg read it is a warning (exit 1) that names the file, not a failure.",
+		Flags: []cli.Flag{
+			jsonFlag,
+			&cli.BoolFlag{Name: "dry-run", Usage: "show what would be archived; write nothing"},
+			&cli.StringSliceFlag{Name: "skip", EnvVars: []string{envName("skip")}, Usage: "leave out a `PART`: " + strings.Join(sources.SkippableParts, ", ") + " (the output says what the archive lacks)"},
+			&cli.StringFlag{Name: "compression", Value: "lz4", EnvVars: []string{envName("compression")}, Usage: "borg compression `SPEC`, e.g. lz4, zstd,3, none"},
+			&cli.StringSliceFlag{Name: "exclude", EnvVars: []string{envName("exclude")}, Usage: "borg exclude `PATTERN` (repeatable), e.g. 'sh:**/*.tmp'"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			o, err := loadOptions(c)
+			if err != nil {
+				return err
+			}
+			return runBackup(c.Context, o, backupOptions{
+				DryRun:      c.Bool("dry-run"),
+				Skip:        c.StringSlice("skip"),
+				Compression: c.String("compression"),
+				Excludes:    c.StringSlice("exclude"),
+			}, os.Stdout)
+		},
+	}
+}
+
+type backupOptions struct {
+	DryRun      bool
+	Skip        []string
+	Compression string
+	Excludes    []string
+}
+
+// BackupSummary is what one repository's backup gave.
+type BackupSummary struct {
+	Repository       string          `json:"repository"`
+	Archive          string          `json:"archive"`
+	OK               bool            `json:"ok"`
+	OriginalSize     int64           `json:"original_size"`
+	CompressedSize   int64           `json:"compressed_size"`
+	DeduplicatedSize int64           `json:"deduplicated_size"`
+	Files            int64           `json:"files"`
+	DurationSeconds  float64         `json:"duration_seconds"`
+	Warnings         []BackupWarning `json:"warnings,omitempty"`
+	Error            string          `json:"error,omitempty"`
+	Hint             string          `json:"hint,omitempty"`
+}
+
+// BackupWarning is one thing borg warned about, e.g. a file that changed while it was read.
+type BackupWarning struct {
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+}
+
+// BackupReport is the whole run, as --json prints it.
+type BackupReport struct {
+	Host         string          `json:"host"`
+	Time         time.Time       `json:"time"`
+	Archive      string          `json:"archive"`
+	DryRun       bool            `json:"dry_run"`
+	Skipped      []string        `json:"skipped,omitempty"`
+	Paths        []string        `json:"paths"`
+	Groups       []sources.Group `json:"groups"`
+	Repositories []BackupSummary `json:"repositories"`
+}
+
+// archiveName is <hostname>-<UTC time>, sortable and free of ':' (which borg reserves for ::).
+func archiveName(host string, t time.Time) string {
+	return host + "-" + t.UTC().Format("2006-01-02T150405Z")
+}
+
+func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer) error {
+	if err := o.requireRepos(); err != nil {
+		return err
+	}
+	for _, s := range bo.Skip {
+		if !contains(sources.SkippableParts, s) {
+			return usageErrorf("--skip %q: choose from %s", s, strings.Join(sources.SkippableParts, ", "))
+		}
+	}
+	r, err := o.runner(&cli.Context{Context: ctx}, true)
+	if err != nil {
+		return err
+	}
+	log := o.Log
+
+	// 1. A short reachability check of each repository, so an unreachable server is named before
+	// minutes of gathering.
+	reachable := map[string]error{}
+	for _, repo := range o.Repos {
+		reachable[repo.Raw] = checkReachable(ctx, o, repo)
+		if err := reachable[repo.Raw]; err != nil {
+			log.WithField("repository", repo.Raw).Errorf("not reachable: %v", err)
+		}
+	}
+	if allFailed(reachable) {
+		return firstError(o.Repos, reachable)
+	}
+
+	// 2. Gather.
+	if removed, err := sources.RemoveStaleStaging(o.StateDir); err == nil && len(removed) > 0 {
+		log.Warnf("removed staging left by an earlier run that was killed: %s", strings.Join(removed, ", "))
+	}
+	var docker *client.Client
+	if !(contains(bo.Skip, sources.PartTLS) && contains(bo.Skip, sources.PartCredentials)) {
+		docker, err = sources.NewDockerClient(ctx)
+		if err != nil {
+			return &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
+		}
+		defer docker.Close()
+	}
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	g, err := sources.Gather(ctx, sources.GatherOptions{
+		ChtDir: o.ChtDir, StateDir: o.StateDir, Skip: bo.Skip, Docker: docker,
+		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
+	})
+	if err != nil {
+		return &userError{err: err, hint: gatherHint(err)}
+	}
+	defer func() {
+		if err := g.Close(); err != nil {
+			log.Errorf("removing staging %s: %v", g.WorkDir, err)
+		}
+	}()
+
+	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
+		Skipped: g.Skipped, Paths: g.Paths, Groups: g.Manifest.Groups}
+
+	// 3. borg create to every reachable repository.
+	failed, warned := 0, 0
+	for _, repo := range o.Repos {
+		s := BackupSummary{Repository: repo.Raw, Archive: report.Archive}
+		if err := reachable[repo.Raw]; err != nil {
+			s.Error, s.Hint = oneLine(err.Error()), hintOf(err)
+			failed++
+			report.Repositories = append(report.Repositories, s)
+			continue
+		}
+		if ctx.Err() != nil {
+			s.Error = "not started: the run was interrupted"
+			failed++
+			report.Repositories = append(report.Repositories, s)
+			continue
+		}
+		s = createArchive(ctx, o, r, repo, g, bo, report.Archive)
+		if !s.OK {
+			failed++
+		} else if len(s.Warnings) > 0 {
+			warned++
+		}
+		report.Repositories = append(report.Repositories, s)
+	}
+
+	if o.JSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	} else {
+		printBackupReport(out, report)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return &userError{err: fmt.Errorf("backup interrupted"), hint: "run it again; borg left every repository consistent", code: exitInterrupted, quiet: o.JSON}
+	case failed > 0:
+		return &userError{err: fmt.Errorf("backup failed for %d of %d repositories", failed, len(o.Repos)), hint: firstHint(report.Repositories)}
+	case warned > 0:
+		return warnings{n: warned}
+	}
+	return nil
+}
+
+// createArchive runs borg create for one repository and reads its stats.
+func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string) BackupSummary {
+	s := BackupSummary{Repository: repo.Raw, Archive: name}
+	prog := newProgress(o, repo.Raw)
+	var files int64
+	res, err := r.Run(ctx, borg.Call{
+		Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
+			Excludes: bo.Excludes, Progress: !bo.DryRun, DryRun: bo.DryRun}),
+		Dir:        g.WorkDir,
+		OnProgress: prog.update,
+		OnFile:     func(borg.FileStatus) { files++ },
+	})
+	prog.done()
+	if res != nil {
+		s.DurationSeconds = res.Duration.Seconds()
+		for _, w := range res.Warnings {
+			s.Warnings = append(s.Warnings, BackupWarning{Path: w.Path, Message: w.Message})
+		}
+	}
+	if err != nil {
+		s.Error, s.Hint = oneLine(err.Error()), hintOf(err)
+		return s
+	}
+	s.OK = true
+	if bo.DryRun {
+		s.Files = files
+		return s
+	}
+	var created struct {
+		Archive borg.ArchiveInfo `json:"archive"`
+	}
+	if err := json.Unmarshal(res.Stdout, &created); err != nil {
+		s.OK = false
+		s.Error = fmt.Sprintf("borg create finished but its --json output could not be read: %v", err)
+		return s
+	}
+	st := created.Archive.Stats
+	s.OriginalSize, s.CompressedSize, s.DeduplicatedSize, s.Files = st.OriginalSize, st.CompressedSize, st.DeduplicatedSize, st.NFiles
+	s.DurationSeconds = created.Archive.Duration
+	return s
+}
+
+// checkReachable is the short check before gathering: the SSH handshake with strict host-key
+// checking for a remote repository, the path for a local one.
+func checkReachable(ctx context.Context, o *options, repo borg.Repository) error {
+	if repo.Local() {
+		if _, err := os.Stat(repo.Path + "/config"); err != nil {
+			return &userError{err: fmt.Errorf("repository %s is not there (%v)", repo.Path, errors.Unwrap(err)),
+				hint: "mount the medium holding it, or create it with `cht-backup init`"}
+		}
+		return nil
+	}
+	t := ssh.Target{User: repo.User, Host: repo.Host, Port: repo.Port}
+	if t.User == "" {
+		if u, err := user.Current(); err == nil {
+			t.User = u.Username
+		}
+	}
+	c, err := ssh.Dial(ctx, ssh.Config{KeyFile: o.SSHKey, KnownHostsFile: o.KnownHosts, UseAgent: true}, t)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func allFailed(m map[string]error) bool {
+	for _, err := range m {
+		if err == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func firstError(repos []borg.Repository, m map[string]error) error {
+	for _, r := range repos {
+		if err := m[r.Raw]; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hintOf(err error) string {
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		return h.Hint()
+	}
+	return ""
+}
+
+func firstHint(ss []BackupSummary) string {
+	for _, s := range ss {
+		if s.Hint != "" {
+			return s.Hint
+		}
+	}
+	return "run again with -v to see borg's full output"
+}
+
+// gatherHint says what to do when the CHT state cannot be gathered.
+func gatherHint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, ".env"):
+		return "check --cht-dir: it must be the CHT directory holding upgrade-service/.env"
+	case strings.Contains(msg, "container"):
+		return "check that the CHT containers exist (`docker ps -a`), or leave a part out with --skip tls / --skip credentials"
+	case strings.Contains(msg, "COUCHDB_DATA"), strings.Contains(msg, "CouchDB"):
+		return "check COUCHDB_DATA in upgrade-service/.env and that cht-backup runs as root"
+	}
+	return "fix the cause above and run again; nothing was archived"
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func printBackupReport(w io.Writer, rep BackupReport) {
+	if rep.DryRun {
+		fmt.Fprintf(w, "dry run: nothing was written. Archive %s would hold, in this order:\n", rep.Archive)
+		for _, p := range rep.Paths {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+		for _, g := range rep.Groups {
+			fmt.Fprintf(w, "  group %-16s %6d files %10s\n", g.Name, g.Files, humanBytes(uint64(g.Bytes)))
+		}
+	}
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+	for _, s := range rep.Repositories {
+		switch {
+		case !s.OK:
+			fmt.Fprintf(w, "FAILED  %s: %s\n", s.Repository, s.Error)
+			if s.Hint != "" {
+				fmt.Fprintf(w, "        what to do: %s\n", s.Hint)
+			}
+		case rep.DryRun:
+			fmt.Fprintf(w, "ok      %s: %d files would be archived\n", s.Repository, s.Files)
+		default:
+			fmt.Fprintf(w, "ok      %s: archive %s, %d files, original %s, compressed %s, deduplicated %s, %s\n",
+				s.Repository, s.Archive, s.Files, humanBytes(uint64(s.OriginalSize)), humanBytes(uint64(s.CompressedSize)),
+				humanBytes(uint64(s.DeduplicatedSize)), (time.Duration(s.DurationSeconds * float64(time.Second))).Round(time.Second))
+		}
+		for _, wn := range s.Warnings {
+			fmt.Fprintf(w, "warning %s: %s\n", s.Repository, wn.Message)
+		}
+		if len(s.Warnings) > 0 && s.OK {
+			fmt.Fprintf(w, "        the archive is complete; the files named above may be inconsistent in it and are read again next run\n")
+		}
+	}
+}
+
+// progress shows borg's archive_progress: a live line on a terminal, otherwise a log line at
+// most every 30 s.
+type progress struct {
+	o        *options
+	repo     string
+	terminal bool
+	mu       sync.Mutex
+	last     time.Time
+	shown    bool
+}
+
+const progressLogEvery = 30 * time.Second
+
+func newProgress(o *options, repo string) *progress {
+	return &progress{o: o, repo: repo, terminal: isTerminal(os.Stderr) && !o.JSON, last: time.Now()}
+}
+
+func (p *progress) update(ev borg.Progress) {
+	if ev.Type != "archive_progress" || ev.Finished {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := fmt.Sprintf("%d files, %s read, %s new", ev.NFiles, humanBytes(uint64(ev.OSize)), humanBytes(uint64(ev.DSize)))
+	if p.terminal {
+		path := ev.Path
+		if len(path) > 60 {
+			path = "…" + path[len(path)-59:]
+		}
+		fmt.Fprintf(os.Stderr, "\r\033[K%s  %s", line, path)
+		p.shown = true
+		return
+	}
+	if time.Since(p.last) >= progressLogEvery {
+		p.last = time.Now()
+		p.o.Log.WithField("repository", p.repo).Infof("progress: %s", line)
+	}
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+}
