@@ -190,9 +190,9 @@ func TestBackupFileChangedDuringRunIsAWarningNamingIt(t *testing.T) {
 // Bad input fails clearly, names what is missing, and writes no archive.
 func TestBackupFailuresWriteNoArchive(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, h *chtHost)
-		wants []string
+		wants  []string
 	}{
 		{"missing nginx container", func(t *testing.T, h *chtHost) { h.containers.Remove(t, h.containers.Nginx) }, []string{"nginx", "docker ps -a"}},
 		{"missing .env", func(t *testing.T, h *chtHost) { os.Remove(h.tree.EnvFile) }, []string{".env", "--cht-dir"}},
