@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
@@ -35,7 +36,12 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "known-hosts", EnvVars: []string{envName("known-hosts")}, Usage: "known_hosts `FILE` for strict host-key checking (default ~/.ssh/known_hosts)"},
 		&cli.StringFlag{Name: "cht-dir", Value: defaultChtDir, EnvVars: []string{envName("cht-dir")}, Usage: "CHT `DIR` holding compose/, upgrade-service/ and couchdb/"},
 		&cli.StringFlag{Name: "state-dir", Value: defaultStateDir, EnvVars: []string{envName("state-dir")}, Usage: "`DIR` for state, staging, exported keys and logs"},
-		&cli.IntFlag{Name: "lock-wait", Value: 60, EnvVars: []string{envName("lock-wait")}, Usage: "`SECONDS` borg waits for a repository lock held by another borg"},
+		&cli.DurationFlag{Name: "lock-wait", Value: 5 * time.Minute, EnvVars: []string{envName("lock-wait")}, Usage: "how long to wait (`DURATION`, e.g. 10m) when another cht-backup run holds this host's lock; 0 means do not wait"},
+		&cli.IntFlag{Name: "repo-lock-wait", Value: 60, EnvVars: []string{envName("repo-lock-wait")}, Usage: "`SECONDS` borg waits for a repository lock held by another borg (e.g. a check run from another host)"},
+		&cli.IntFlag{Name: "retries", Value: 3, EnvVars: []string{envName("retries")}, Usage: "`N` more tries after a connection failure (never after a wrong passphrase or host key)"},
+		&cli.DurationFlag{Name: "retry-wait", Value: 30 * time.Second, EnvVars: []string{envName("retry-wait")}, Usage: "`DURATION` before the first retry; doubles each time"},
+		&cli.StringFlag{Name: "metrics-file", EnvVars: []string{envName("metrics-file")}, Usage: "Prometheus textfile-collector `FILE` (default <state-dir>/metrics/cht_backup.prom)"},
+		&cli.StringFlag{Name: "healthcheck-url", EnvVars: []string{envName("healthcheck-url")}, Usage: "`URL` pinged healthchecks.io style: URL/start, URL on success, URL/fail on failure"},
 		&cli.StringFlag{Name: "log-format", Value: "auto", EnvVars: []string{envName("log-format")}, Usage: "`FORMAT` of log lines on stderr: auto, text or json (json for journald and log shippers)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{envName("verbose")}, Usage: "debug logging, including borg's own messages"},
 	}
@@ -53,7 +59,12 @@ type options struct {
 	KnownHosts     string
 	ChtDir         string
 	StateDir       string
-	LockWait       int
+	LockWait       time.Duration // host run lock
+	RepoLockWait   int           // borg's repository lock, seconds
+	Retries        int
+	RetryWait      time.Duration
+	MetricsFile    string
+	HealthcheckURL string
 	JSON           bool
 	Log            *logrus.Logger
 
@@ -107,12 +118,20 @@ func loadOptions(c *cli.Context) (*options, error) {
 		KnownHosts:     c.String("known-hosts"),
 		ChtDir:         c.String("cht-dir"),
 		StateDir:       c.String("state-dir"),
-		LockWait:       c.Int("lock-wait"),
+		LockWait:       c.Duration("lock-wait"),
+		RepoLockWait:   c.Int("repo-lock-wait"),
+		Retries:        c.Int("retries"),
+		RetryWait:      c.Duration("retry-wait"),
+		MetricsFile:    c.String("metrics-file"),
+		HealthcheckURL: c.String("healthcheck-url"),
 		Log:            log,
 		fileEnv:        fileEnv,
 	}
 	if c.Command.Flags != nil && hasFlag(c.Command.Flags, "json") {
 		o.JSON = c.Bool("json")
+	}
+	if o.MetricsFile == "" {
+		o.MetricsFile = filepath.Join(o.StateDir, "metrics", "cht_backup.prom")
 	}
 	if o.KnownHosts == "" {
 		if home, err := os.UserHomeDir(); err == nil {
@@ -229,7 +248,7 @@ func (o *options) runner(c *cli.Context, needPassphrase bool) (*borg.Runner, err
 		return nil, err
 	}
 	r := borg.NewRunner(creds, o.Log)
-	r.LockWait = o.LockWait
+	r.LockWait = o.RepoLockWait
 	if _, err := r.DetectVersion(c.Context); err != nil {
 		return nil, &userError{err: err, hint: "install borgbackup 1.2 or 1.4 (apt-get install borgbackup)"}
 	}

@@ -42,6 +42,7 @@ func newApp() *cli.App {
 			preflightCommand(),
 			initCommand(),
 			backupCommand(),
+			archivesCommand(),
 		},
 		HideHelpCommand: true,
 		// Errors are printed once, by main, with their hint.

@@ -39,7 +39,7 @@ func TestReorderArgs(t *testing.T) {
 func TestSettingsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cht-backup.env")
-	os.WriteFile(cfg, []byte("# config\nCHT_BACKUP_STATE_DIR=/from/file\nCHT_BACKUP_CHT_DIR=/file/cht\nexport CHT_BACKUP_REPO=\"/r/one,/r/two\"\nCHT_BACKUP_LOCK_WAIT=5\n"), 0o600)
+	os.WriteFile(cfg, []byte("# config\nCHT_BACKUP_STATE_DIR=/from/file\nCHT_BACKUP_CHT_DIR=/file/cht\nexport CHT_BACKUP_REPO=\"/r/one,/r/two\"\nCHT_BACKUP_REPO_LOCK_WAIT=5\n"), 0o600)
 	var got *options
 	app := newApp()
 	app.Commands = []*cli.Command{{Name: "probe", Action: func(c *cli.Context) error {
@@ -51,12 +51,12 @@ func TestSettingsPrecedence(t *testing.T) {
 		prepareCommand(cmd)
 	}
 	t.Setenv("CHT_BACKUP_CHT_DIR", "/env/cht")
-	t.Setenv("CHT_BACKUP_LOCK_WAIT", "9")
-	if err := app.Run([]string{"cht-backup", "probe", "--config", cfg, "--lock-wait", "11"}); err != nil {
+	t.Setenv("CHT_BACKUP_REPO_LOCK_WAIT", "9")
+	if err := app.Run([]string{"cht-backup", "probe", "--config", cfg, "--repo-lock-wait", "11"}); err != nil {
 		t.Fatal(err)
 	}
-	if got.StateDir != "/from/file" || got.ChtDir != "/env/cht" || got.LockWait != 11 {
-		t.Errorf("precedence wrong: state=%s cht=%s lock=%d", got.StateDir, got.ChtDir, got.LockWait)
+	if got.StateDir != "/from/file" || got.ChtDir != "/env/cht" || got.RepoLockWait != 11 {
+		t.Errorf("precedence wrong: state=%s cht=%s lock=%d", got.StateDir, got.ChtDir, got.RepoLockWait)
 	}
 	if len(got.Repos) != 2 || got.Repos[0].Path != "/r/one" || got.Repos[1].Path != "/r/two" {
 		t.Errorf("repos from file: %+v", got.Repos)

@@ -28,6 +28,7 @@ func TestArgvBuilders(t *testing.T) {
 		{"key export paper", KeyExportArgs(local, "/s/key.txt", true), []string{"key", "export", "--log-json", "--paper", "/mnt/usb/cht", "/s/key.txt"}},
 		{"info repo", InfoArgs(local, ""), []string{"info", "--log-json", "--json", "/mnt/usb/cht"}},
 		{"info archive", InfoArgs(local, "h-1"), []string{"info", "--log-json", "--json", "/mnt/usb/cht::h-1"}},
+		{"archives info", ArchivesInfoArgs(local), []string{"info", "--log-json", "--json", "--glob-archives", "*", "--sort-by", "timestamp", "/mnt/usb/cht"}},
 		{"list", ListArgs(remote), []string{"list", "--log-json", "--json", "ssh://borg@backup.example:2222/./cht"}},
 		{"create default compression, .shards first", CreateArgs(local, CreateOptions{Archive: "h-2026", Paths: []string{"/d/.shards", "/d/shards", "cht-backup"}}),
 			[]string{"create", "--log-json", "--json", "--compression", "lz4", "/mnt/usb/cht::h-2026", "/d/.shards", "/d/shards", "cht-backup"}},

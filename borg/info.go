@@ -47,6 +47,7 @@ type Stats struct {
 // ArchiveInfo describes one archive as `borg info --json` and `borg create --json` give it.
 type ArchiveInfo struct {
 	Name     string    `json:"name"`
+	Hostname string    `json:"hostname"`
 	ID       string    `json:"id"`
 	Start    BorgTime  `json:"start"`
 	End      BorgTime  `json:"end"`
@@ -66,6 +67,7 @@ type ArchStats struct {
 type ArchiveListing struct {
 	Archives []struct {
 		Name  string   `json:"name"`
+		// Archive and Time exist in borg 1.2 output; Start is the time the archive was begun.
 		ID    string   `json:"id"`
 		Start BorgTime `json:"start"`
 		Time  BorgTime `json:"time"`
@@ -87,4 +89,10 @@ func (t *BorgTime) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return fmt.Errorf("cannot read borg time %q", s)
+}
+
+// ArchivesInfoArgs builds `borg info --json` for every archive of a repository: names, times and
+// sizes, oldest first.
+func ArchivesInfoArgs(repo Repository) []string {
+	return []string{"info", "--log-json", "--json", "--glob-archives", "*", "--sort-by", "timestamp", repo.Raw}
 }
