@@ -66,7 +66,7 @@ type ArchStats struct {
 // ArchiveListing is `borg list --json` output.
 type ArchiveListing struct {
 	Archives []struct {
-		Name  string   `json:"name"`
+		Name string `json:"name"`
 		// Archive and Time exist in borg 1.2 output; Start is the time the archive was begun.
 		ID    string   `json:"id"`
 		Start BorgTime `json:"start"`
