@@ -43,6 +43,7 @@ func newApp() *cli.App {
 			initCommand(),
 			backupCommand(),
 			archivesCommand(),
+			checkCommand(),
 		},
 		HideHelpCommand: true,
 		// Errors are printed once, by main, with their hint.

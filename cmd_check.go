@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cht-backup/cht-backup/borg"
+	"github.com/urfave/cli/v2"
+)
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "run borg check on each repository: repository and archive consistency, data on request",
+		Description: "Checks each repository's segments and index and every archive's metadata. With --verify-data borg\n" +
+			"also reads and authenticates every chunk (slow: it reads the whole repository from the server).",
+		Flags: []cli.Flag{
+			jsonFlag,
+			&cli.BoolFlag{Name: "verify-data", Usage: "also read and authenticate every data chunk"},
+			&cli.IntFlag{Name: "last", Usage: "check only the last `N` archives (the repository itself is always checked)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			o, err := loadOptions(c)
+			if err != nil {
+				return err
+			}
+			return runCheck(c.Context, o, borg.CheckOptions{VerifyData: c.Bool("verify-data"), Last: c.Int("last")}, os.Stdout)
+		},
+	}
+}
+
+// CheckResult is one repository's check.
+type CheckResult struct {
+	Repository      string   `json:"repository"`
+	OK              bool     `json:"ok"`
+	VerifyData      bool     `json:"verify_data"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	Problems        []string `json:"problems,omitempty"`
+	Error           string   `json:"error,omitempty"`
+	Hint            string   `json:"hint,omitempty"`
+}
+
+func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writer) error {
+	if err := o.requireRepos(); err != nil {
+		return err
+	}
+	r, err := o.runner(&cli.Context{Context: ctx}, true)
+	if err != nil {
+		return err
+	}
+	var results []CheckResult
+	failed := 0
+	for _, repo := range o.Repos {
+		res := checkRepository(ctx, o, r, repo, co)
+		if !res.OK {
+			failed++
+		}
+		results = append(results, res)
+	}
+	if o.JSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	} else {
+		for _, res := range results {
+			if res.OK {
+				what := "repository and archives consistent"
+				if res.VerifyData {
+					what += ", every data chunk read and authenticated"
+				}
+				fmt.Fprintf(out, "ok      %s: %s (%s)\n", res.Repository, what, time.Duration(res.DurationSeconds*float64(time.Second)).Round(time.Second))
+				continue
+			}
+			fmt.Fprintf(out, "FAILED  %s: %s\n", res.Repository, res.Error)
+			for _, p := range res.Problems {
+				fmt.Fprintf(out, "        %s\n", p)
+			}
+			if res.Hint != "" {
+				fmt.Fprintf(out, "        what to do: %s\n", res.Hint)
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return &userError{err: fmt.Errorf("check interrupted"), hint: "run it again", code: exitInterrupted}
+	}
+	if failed > 0 {
+		return &userError{err: fmt.Errorf("check failed for %d of %d repositories", failed, len(o.Repos)),
+			hint: firstCheckHint(results), quiet: o.JSON}
+	}
+	return nil
+}
+
+// checkRepository runs borg check. borg exits 1 when it found damage: for check that is a failure,
+// not a warning.
+func checkRepository(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, co borg.CheckOptions) CheckResult {
+	res := CheckResult{Repository: repo.Raw, VerifyData: co.VerifyData}
+	prog := newPercentProgress(o, repo.Raw, "check")
+	out, err := r.Run(ctx, borg.Call{Args: borg.CheckArgs(repo, co), OnProgress: prog.update})
+	prog.done()
+	if out != nil {
+		res.DurationSeconds = out.Duration.Seconds()
+		for _, m := range out.Errors {
+			res.Problems = append(res.Problems, oneLine(m.Message))
+		}
+	}
+	switch {
+	case err != nil:
+		res.Error, res.Hint = oneLine(err.Error()), hintOf(err)
+	case out.Warned:
+		res.Error = "borg check found damage"
+		if len(res.Problems) > 0 {
+			res.Error += ": " + res.Problems[0]
+		}
+		res.Hint = "keep the repository as it is; make a fresh backup to another repository, and read borg's docs on `borg check --repair` before repairing"
+	default:
+		res.OK = true
+	}
+	return res
+}
+
+// percentProgress shows borg's progress_percent events (check, extract): a live line on a
+// terminal, a log line at most every 30 s otherwise.
+type percentProgress struct {
+	o        *options
+	repo     string
+	what     string
+	terminal bool
+	last     time.Time
+	shown    bool
+}
+
+func newPercentProgress(o *options, repo, what string) *percentProgress {
+	return &percentProgress{o: o, repo: repo, what: what, terminal: isTerminal(os.Stderr) && !o.JSON, last: time.Now()}
+}
+
+func (p *percentProgress) update(ev borg.Progress) {
+	if ev.Finished || (ev.Type != "progress_percent" && ev.Type != "progress_message") {
+		return
+	}
+	msg := strings.TrimSpace(ev.Message)
+	if msg == "" {
+		return
+	}
+	if p.terminal {
+		if len(msg) > 100 {
+			msg = msg[:99] + "…"
+		}
+		fmt.Fprintf(os.Stderr, "\r\033[K%s: %s", p.what, msg)
+		p.shown = true
+		return
+	}
+	if time.Since(p.last) >= progressLogEvery {
+		p.last = time.Now()
+		p.o.Log.WithField("repository", p.repo).Infof("%s: %s", p.what, msg)
+	}
+}
+
+func (p *percentProgress) done() {
+	if p.shown {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+}
+
+func firstCheckHint(rs []CheckResult) string {
+	for _, r := range rs {
+		if r.Hint != "" {
+			return r.Hint
+		}
+	}
+	return ""
+}
