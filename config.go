@@ -87,6 +87,9 @@ func loadOptions(c *cli.Context) (*options, error) {
 		return nil, usageErrorf("cannot read config file %s: %v", cfgPath, err)
 	}
 	known := map[string]bool{"BORG_PASSPHRASE": true, "BORG_PASSCOMMAND": true}
+	if c.App != nil {
+		markKnown(c.App.Commands, known)
+	}
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
 		key := envName(name)
@@ -151,6 +154,17 @@ func loadOptions(c *cli.Context) (*options, error) {
 		o.Repos = append(o.Repos, r)
 	}
 	return o, nil
+}
+
+// markKnown records every setting any command takes, so a config file shared by all commands
+// (as the systemd units share one) only warns about real typos.
+func markKnown(cmds []*cli.Command, known map[string]bool) {
+	for _, cmd := range cmds {
+		for _, f := range cmd.Flags {
+			known[envName(f.Names()[0])] = true
+		}
+		markKnown(cmd.Subcommands, known)
+	}
 }
 
 func hasFlag(flags []cli.Flag, name string) bool {
