@@ -110,7 +110,10 @@ func checkRepository(ctx context.Context, o *options, r *borg.Runner, repo borg.
 	if out != nil {
 		res.DurationSeconds = out.Duration.Seconds()
 		for _, m := range out.Errors {
-			res.Problems = append(res.Problems, oneLine(m.Message))
+			if strings.Contains(m.Message, "Traceback (most recent call last)") {
+				continue // borg's traceback is for -v, not the report
+			}
+			res.Problems = append(res.Problems, firstLine(m.Message))
 		}
 	}
 	switch {

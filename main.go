@@ -147,6 +147,16 @@ func printError(err error) {
 	}
 }
 
+// firstLine is the first non-empty line of s.
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}
+
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }

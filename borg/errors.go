@@ -20,7 +20,7 @@ var (
 	ErrHostKey          = errors.New("host key verification failed")
 	ErrAuth             = errors.New("the backup server refused our ssh key")
 	ErrPathNotAllowed   = errors.New("repository path not allowed by the server")
-	ErrNoSpace          = errors.New("no space left")
+	ErrNoSpace          = errors.New("no space left on device")
 	ErrIntegrity        = errors.New("integrity error")
 	ErrCancelled        = errors.New("cancelled")
 	ErrNotARepository   = errors.New("not a borg repository")

@@ -253,7 +253,21 @@ func (r *Runner) Run(ctx context.Context, c Call) (*Result, error) {
 		Message:  oneLine(lastErr.Message),
 		Detail:   text.String(),
 	}
-	e.Kind = classify(e.MsgID, e.ExitCode, r.Version.modernExitCodes(), text.String()+"\n"+lastErr.Message)
+	// Classify from everything borg said: a full disk shows up in warnings and tracebacks, ssh's
+	// refusals as plain stderr lines.
+	var all strings.Builder
+	all.WriteString(text.String())
+	for _, m := range res.Errors {
+		all.WriteString("\n" + m.Message)
+	}
+	for _, w := range res.Warnings {
+		all.WriteString("\n" + w.Message)
+	}
+	e.Kind = classify(e.MsgID, e.ExitCode, r.Version.modernExitCodes(), all.String())
+	if e.Kind != nil && (e.MsgID == "Exception" || strings.HasSuffix(e.Message, " Exception")) {
+		// borg's "Local Exception" says nothing; the kind says what happened.
+		e.Message = e.Kind.Error()
+	}
 	if wasCancelled {
 		e.Kind = ErrCancelled
 		if e.Message == "" {
