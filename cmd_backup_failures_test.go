@@ -87,3 +87,51 @@ func TestBackupFullDisk(t *testing.T) {
 		t.Fatalf("staging left behind: %v", st)
 	}
 }
+
+// Wrong passphrase, unknown host key, server down: one clear line each, nothing written.
+func TestBackupBadAccessFailsClearly(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(w *world, args []string) []string
+		wants []string
+	}{
+		{"wrong passphrase", func(w *world, a []string) []string {
+			os.WriteFile(w.passFile, []byte("not the passphrase\n"), 0o600)
+			return a
+		}, []string{"incorrect", "what to do: the passphrase does not open"}},
+		{"unknown host key", func(w *world, a []string) []string {
+			empty := filepath.Join(w.dir, "empty_known_hosts")
+			os.WriteFile(empty, nil, 0o600)
+			return replaceFlag(a, "--known-hosts", empty)
+		}, []string{"unknown", testEnv["SSH_HOST_KEY_FINGERPRINT"], "what to do: confirm"}},
+		{"server down", func(w *world, a []string) []string {
+			return replaceFlag(a, "--repo", strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":1/", 1))
+		}, []string{"cannot reach", "what to do:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			h := newCHTHost(t, w, sourcestest.LabelsOnly)
+			w.mustInit(t, w.remoteRepo())
+			r := w.run(tt.edit(w, w.backupArgs(h))...)
+			if r.code != 2 {
+				t.Fatalf("want exit 2:\n%s", r)
+			}
+			if n := len(lines(r.stderr, "cht-backup: what to do:")); n != 1 {
+				t.Errorf("want exactly one what-to-do line, got %d:\n%s", n, r)
+			}
+			for _, want := range tt.wants {
+				if !strings.Contains(r.stdout+r.stderr, want) {
+					t.Errorf("output lacks %q:\n%s", want, r)
+				}
+			}
+			os.WriteFile(w.passFile, []byte(w.passphrase+"\n"), 0o600)
+			if names := archiveNames(t, w, w.remoteRepo()); len(names) != 0 {
+				t.Fatalf("archives written: %v", names)
+			}
+			if st, _ := filepath.Glob(filepath.Join(w.stateDir, "staging", "*")); len(st) != 0 {
+				t.Fatalf("staging left behind: %v", st)
+			}
+		})
+	}
+}
