@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,10 +58,6 @@ func runInit(c *cli.Context, o *options, out io.Writer) error {
 		return err
 	}
 	keyDir := filepath.Join(o.StateDir, "keys")
-	if err := os.MkdirAll(keyDir, 0o700); err != nil {
-		return &userError{err: fmt.Errorf("cannot create %s: %v", keyDir, errors.Unwrap(err)), hint: "check --state-dir and run as the user that owns it"}
-	}
-	_ = os.Chmod(keyDir, 0o700)
 
 	var results []InitResult
 	for _, repo := range o.Repos {
@@ -132,17 +129,11 @@ func initOne(c *cli.Context, o *options, r *borg.Runner, repo borg.Repository, k
 		return res, err
 	}
 
-	base := filepath.Join(keyDir, slug(repo.Raw))
-	res.KeyFile = base + ".key"
-	res.PaperKeyFile = base + ".paper.txt"
-	for _, kf := range []struct {
-		path  string
-		paper bool
-	}{{res.KeyFile, false}, {res.PaperKeyFile, true}} {
-		if err := exportKey(c, r, repo, kf.path, kf.paper); err != nil {
-			return res, err
-		}
+	keys, err := exportKeys(ctx, r, repo, keyDir)
+	if err != nil {
+		return res, err
 	}
+	res.KeyFile, res.PaperKeyFile = keys.KeyFile, keys.PaperKeyFile
 	if !repo.Local() {
 		line, err := authorizedKeysLine(o.SSHKey, repo)
 		if err != nil {
@@ -166,7 +157,7 @@ func repositoryInfo(c *cli.Context, r *borg.Runner, repo borg.Repository) (*borg
 }
 
 // exportKey writes the key to a file created 0600 first, because borg writes with the umask.
-func exportKey(c *cli.Context, r *borg.Runner, repo borg.Repository, path string, paper bool) error {
+func exportKey(ctx context.Context, r *borg.Runner, repo borg.Repository, path string, paper bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -174,7 +165,7 @@ func exportKey(c *cli.Context, r *borg.Runner, repo borg.Repository, path string
 	}
 	f.Close()
 	defer os.Remove(tmp)
-	if _, err := r.Run(c.Context, borg.Call{Args: borg.KeyExportArgs(repo, tmp, paper)}); err != nil {
+	if _, err := r.Run(ctx, borg.Call{Args: borg.KeyExportArgs(repo, tmp, paper)}); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o600); err != nil {

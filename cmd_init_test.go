@@ -125,3 +125,22 @@ func TestInitWithoutPassphraseOrRepoIsAUsageError(t *testing.T) {
 		t.Fatalf("extra argument:\n%s", r)
 	}
 }
+
+func TestKeyExport(t *testing.T) {
+	w := newWorld(t)
+	w.mustInit(t, w.remoteRepo())
+	out := filepath.Join(w.dir, "exported.key")
+	r := w.run(append([]string{"key", "export", "--repo", w.remoteRepo(), "--output", out}, w.common(testEnv["SSH_FORCED_KEY"])...)...)
+	if r.code != 0 {
+		t.Fatalf("key export:\n%s", r)
+	}
+	b, err := os.ReadFile(out)
+	st, _ := os.Stat(out)
+	if err != nil || !strings.HasPrefix(string(b), "BORG_KEY ") || st.Mode().Perm() != 0o600 {
+		t.Fatalf("exported key: %v mode %v %.20q", err, st.Mode().Perm(), b)
+	}
+	r = w.run(append([]string{"key", "export", "--repo", w.remoteRepo(), "--repo", "/elsewhere", "--output", out}, w.common(testEnv["SSH_FORCED_KEY"])...)...)
+	if r.code != 3 {
+		t.Fatalf("--output with two repositories must be a usage error:\n%s", r)
+	}
+}

@@ -44,6 +44,7 @@ func newApp() *cli.App {
 			backupCommand(),
 			archivesCommand(),
 			checkCommand(),
+			keyCommand(),
 		},
 		HideHelpCommand: true,
 		// Errors are printed once, by main, with their hint.
