@@ -21,16 +21,9 @@ func archivesCommand() *cli.Command {
 		Description: "Lists every archive with its time and sizes. Archives whose name ends in .checkpoint were left by\n" +
 			"an interrupted backup: they are partial, marked as such, and never chosen as `latest`.",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			o, err := loadOptions(c)
-			if err != nil {
-				return err
-			}
+		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			return runArchives(c.Context, o, os.Stdout)
-		},
+		}),
 	}
 }
 
@@ -51,7 +44,7 @@ func runArchives(ctx context.Context, o *options, out io.Writer) error {
 	if err := o.requireRepos(); err != nil {
 		return err
 	}
-	r, err := o.runner(&cli.Context{Context: ctx}, true)
+	r, err := o.runner(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -67,9 +60,7 @@ func runArchives(ctx context.Context, o *options, out io.Writer) error {
 		all = append(all, list...)
 	}
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(all); err != nil {
+		if err := writeJSON(out, all); err != nil {
 			return err
 		}
 	} else {

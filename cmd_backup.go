@@ -34,21 +34,14 @@ func backupCommand() *cli.Command {
 			&cli.StringFlag{Name: "compression", Value: "lz4", EnvVars: []string{envName("compression")}, Usage: "borg compression `SPEC`, e.g. lz4, zstd,3, none"},
 			&cli.StringSliceFlag{Name: "exclude", EnvVars: []string{envName("exclude")}, Usage: "borg exclude `PATTERN` (repeatable), e.g. 'sh:**/*.tmp'"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			o, err := loadOptions(c)
-			if err != nil {
-				return err
-			}
+		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			return runBackup(c.Context, o, backupOptions{
 				DryRun:      c.Bool("dry-run"),
 				Skip:        c.StringSlice("skip"),
 				Compression: c.String("compression"),
 				Excludes:    c.StringSlice("exclude"),
 			}, os.Stdout)
-		},
+		}),
 	}
 }
 
@@ -106,7 +99,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 			return usageErrorf("--skip %q: choose from %s", s, strings.Join(sources.SkippableParts, ", "))
 		}
 	}
-	r, err := o.runner(&cli.Context{Context: ctx}, true)
+	r, err := o.runner(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -181,9 +174,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	}
 
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+		if err := writeJSON(out, report); err != nil {
 			return err
 		}
 	} else {

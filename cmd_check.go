@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -24,16 +23,9 @@ func checkCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verify-data", Usage: "also read and authenticate every data chunk"},
 			&cli.IntFlag{Name: "last", Usage: "check only the last `N` archives (the repository itself is always checked)"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			o, err := loadOptions(c)
-			if err != nil {
-				return err
-			}
+		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			return runCheck(c.Context, o, borg.CheckOptions{VerifyData: c.Bool("verify-data"), Last: c.Int("last")}, os.Stdout)
-		},
+		}),
 	}
 }
 
@@ -52,7 +44,7 @@ func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writ
 	if err := o.requireRepos(); err != nil {
 		return err
 	}
-	r, err := o.runner(&cli.Context{Context: ctx}, true)
+	r, err := o.runner(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -66,9 +58,7 @@ func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writ
 		results = append(results, res)
 	}
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
+		if err := writeJSON(out, results); err != nil {
 			return err
 		}
 	} else {

@@ -26,16 +26,9 @@ func initCommand() *cli.Command {
 			"exported (plain and --paper) to files under the state dir, and the authorized_keys line the backup\n" +
 			"server should carry for this host is printed.",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			o, err := loadOptions(c)
-			if err != nil {
-				return err
-			}
+		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			return runInit(c, o, os.Stdout)
-		},
+		}),
 	}
 }
 
@@ -53,7 +46,7 @@ func runInit(c *cli.Context, o *options, out io.Writer) error {
 	if err := o.requireRepos(); err != nil {
 		return err
 	}
-	r, err := o.runner(c, true)
+	r, err := o.runner(c.Context, true)
 	if err != nil {
 		return err
 	}
@@ -68,9 +61,7 @@ func runInit(c *cli.Context, o *options, out io.Writer) error {
 		results = append(results, res)
 	}
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(results)
+		return writeJSON(out, results)
 	}
 	for _, res := range results {
 		if res.Created {

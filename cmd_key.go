@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,16 +26,9 @@ func keyCommand() *cli.Command {
 				&cli.StringFlag{Name: "output", Usage: "write the key to `FILE` (mode 0600) instead; needs exactly one repository"},
 				&cli.BoolFlag{Name: "paper", Usage: "with --output: the printable text form"},
 			},
-			Action: func(c *cli.Context) error {
-				if err := noArgs(c); err != nil {
-					return err
-				}
-				o, err := loadOptions(c)
-				if err != nil {
-					return err
-				}
+			Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 				return runKeyExport(c.Context, o, c.String("output"), c.Bool("paper"), os.Stdout)
-			},
+			}),
 		}},
 	}
 }
@@ -55,7 +47,7 @@ func runKeyExport(ctx context.Context, o *options, output string, paper bool, ou
 	if output != "" && len(o.Repos) != 1 {
 		return usageErrorf("--output needs exactly one repository; give --repo")
 	}
-	r, err := o.runner(&cli.Context{Context: ctx}, false)
+	r, err := o.runner(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -75,9 +67,7 @@ func runKeyExport(ctx context.Context, o *options, output string, paper bool, ou
 		done = append(done, e)
 	}
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(done)
+		return writeJSON(out, done)
 	}
 	for _, e := range done {
 		fmt.Fprintf(out, "%s: key exported to %s", e.Repository, e.KeyFile)

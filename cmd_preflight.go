@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,16 +26,9 @@ func preflightCommand() *cli.Command {
 			"user, clock skew, hostname and free space. A key forced to `borg serve` (a hardened server) is\n" +
 			"recognised and its borg version is asked through borg itself. Exit 0 only when every required check passes.",
 		Flags: []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			o, err := loadOptions(c)
-			if err != nil {
-				return err
-			}
+		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			return runPreflight(c, o, os.Stdout)
-		},
+		}),
 	}
 }
 
@@ -144,9 +136,7 @@ func runPreflight(c *cli.Context, o *options, out io.Writer) error {
 
 	l.OK = l.passed()
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(l); err != nil {
+		if err := writeJSON(out, l); err != nil {
 			return err
 		}
 	} else {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -256,14 +257,14 @@ func (o *options) credentials(need bool) (borg.Credentials, error) {
 }
 
 // runner builds the borg runner shared by a command's borg calls, with the version checked.
-func (o *options) runner(c *cli.Context, needPassphrase bool) (*borg.Runner, error) {
+func (o *options) runner(ctx context.Context, needPassphrase bool) (*borg.Runner, error) {
 	creds, err := o.credentials(needPassphrase)
 	if err != nil {
 		return nil, err
 	}
 	r := borg.NewRunner(creds, o.Log)
 	r.LockWait = o.RepoLockWait
-	if _, err := r.DetectVersion(c.Context); err != nil {
+	if _, err := r.DetectVersion(ctx); err != nil {
 		return nil, &userError{err: err, hint: "install borgbackup 1.2 or 1.4 (apt-get install borgbackup)"}
 	}
 	return r, nil

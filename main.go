@@ -7,8 +7,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -260,7 +262,31 @@ func takesValue(flags []cli.Flag, a string) bool {
 	return false
 }
 
-// noArgs and exactArgs make a command given arguments it does not take fail clearly.
+// withOptions is the shape of every command's action: check the arguments, resolve the
+// settings, run.
+func withOptions(checkArgs func(*cli.Context) error, run func(c *cli.Context, o *options) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if checkArgs != nil {
+			if err := checkArgs(c); err != nil {
+				return err
+			}
+		}
+		o, err := loadOptions(c)
+		if err != nil {
+			return err
+		}
+		return run(c, o)
+	}
+}
+
+// writeJSON prints a command's --json result.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// noArgs and maxArgs make a command given arguments it does not take fail clearly.
 func noArgs(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErrorf("%s takes no arguments, got %q", c.Command.FullName(), c.Args().Slice())
