@@ -15,6 +15,7 @@ import (
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/ssh"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/docker/docker/client"
 	"github.com/urfave/cli/v2"
 )
@@ -35,12 +36,22 @@ func backupCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "exclude", EnvVars: []string{envName("exclude")}, Usage: "borg exclude `PATTERN` (repeatable), e.g. 'sh:**/*.tmp'"},
 		},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
-			return runBackup(c.Context, o, backupOptions{
+			bo := backupOptions{
 				DryRun:      c.Bool("dry-run"),
 				Skip:        c.StringSlice("skip"),
 				Compression: c.String("compression"),
 				Excludes:    c.StringSlice("exclude"),
-			}, os.Stdout)
+			}
+			if bo.DryRun {
+				// Nothing to record, but a dry run gathers into staging too: never beside a real run.
+				return withHostLock(c.Context, o, state.JobBackup, func(ctx context.Context) error {
+					_, err := runBackup(ctx, o, bo, os.Stdout)
+					return err
+				})
+			}
+			return runJob(c.Context, o, state.JobBackup, func(ctx context.Context) ([]state.Outcome, error) {
+				return runBackup(ctx, o, bo, os.Stdout)
+			})
 		}),
 	}
 }
@@ -90,18 +101,20 @@ func archiveName(host string, t time.Time) string {
 	return host + "-" + t.UTC().Format("2006-01-02T150405Z")
 }
 
-func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer) error {
+// runBackup backs up to every repository and returns one outcome per repository for the state
+// file (none when it failed before any repository was tried: runJob records the error for all).
+func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer) ([]state.Outcome, error) {
 	if err := o.requireRepos(); err != nil {
-		return err
+		return nil, err
 	}
 	for _, s := range bo.Skip {
 		if !contains(sources.SkippableParts, s) {
-			return usageErrorf("--skip %q: choose from %s", s, strings.Join(sources.SkippableParts, ", "))
+			return nil, usageErrorf("--skip %q: choose from %s", s, strings.Join(sources.SkippableParts, ", "))
 		}
 	}
 	r, err := o.runner(ctx, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log := o.Log
 
@@ -109,13 +122,18 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	// minutes of gathering.
 	reachable := map[string]error{}
 	for _, repo := range o.Repos {
-		reachable[repo.Raw] = checkReachable(ctx, o, repo)
+		reachable[repo.Raw] = withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error { return checkReachable(ctx, o, repo) })
 		if err := reachable[repo.Raw]; err != nil {
 			log.WithField("repository", repo.Raw).Errorf("not reachable: %v", err)
 		}
 	}
 	if allFailed(reachable) {
-		return firstError(o.Repos, reachable)
+		var outcomes []state.Outcome
+		for _, repo := range o.Repos {
+			err := reachable[repo.Raw]
+			outcomes = append(outcomes, backupOutcome(BackupSummary{Repository: repo.Raw, Error: oneLine(err.Error()), Hint: hintOf(err)}, time.Time{}, time.Time{}))
+		}
+		return outcomes, firstError(o.Repos, reachable)
 	}
 
 	// 2. Gather.
@@ -126,7 +144,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	if !(contains(bo.Skip, sources.PartTLS) && contains(bo.Skip, sources.PartCredentials)) {
 		docker, err = sources.NewDockerClient(ctx)
 		if err != nil {
-			return &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
+			return nil, &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
 		}
 		defer docker.Close()
 	}
@@ -137,7 +155,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
 	})
 	if err != nil {
-		return &userError{err: err, hint: gatherHint(err)}
+		return nil, &userError{err: err, hint: gatherHint(err)}
 	}
 	defer func() {
 		if err := g.Close(); err != nil {
@@ -150,60 +168,77 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 
 	// 3. borg create to every reachable repository.
 	failed, warned := 0, 0
+	var outcomes []state.Outcome
 	for _, repo := range o.Repos {
 		s := BackupSummary{Repository: repo.Raw, Archive: report.Archive}
 		if err := reachable[repo.Raw]; err != nil {
 			s.Error, s.Hint = oneLine(err.Error()), hintOf(err)
 			failed++
 			report.Repositories = append(report.Repositories, s)
+			outcomes = append(outcomes, backupOutcome(s, time.Time{}, time.Time{}))
 			continue
 		}
 		if ctx.Err() != nil {
 			s.Error = "not started: the run was interrupted"
 			failed++
 			report.Repositories = append(report.Repositories, s)
+			outcomes = append(outcomes, backupOutcome(s, time.Time{}, time.Time{}))
 			continue
 		}
+		start := time.Now()
 		s = createArchive(ctx, o, r, repo, g, bo, report.Archive)
+		oc := backupOutcome(s, start, time.Now())
 		if !s.OK {
 			failed++
 		} else if len(s.Warnings) > 0 {
 			warned++
 		}
+		if s.OK && !bo.DryRun {
+			oc.Archives = archiveCount(ctx, r, repo)
+		}
 		report.Repositories = append(report.Repositories, s)
+		outcomes = append(outcomes, oc)
 	}
 
 	if o.JSON {
 		if err := writeJSON(out, report); err != nil {
-			return err
+			return outcomes, err
 		}
 	} else {
 		printBackupReport(out, report)
 	}
 	switch {
 	case ctx.Err() != nil:
-		return &userError{err: fmt.Errorf("backup interrupted"), hint: "run it again; borg left every repository consistent", code: exitInterrupted, quiet: o.JSON}
+		return outcomes, &userError{err: fmt.Errorf("backup interrupted"), hint: "run it again; borg left every repository consistent", code: exitInterrupted, quiet: o.JSON}
 	case failed > 0:
-		return &userError{err: fmt.Errorf("backup failed for %d of %d repositories", failed, len(o.Repos)), hint: firstHint(report.Repositories)}
+		return outcomes, &userError{err: fmt.Errorf("backup failed for %d of %d repositories", failed, len(o.Repos)), hint: firstHint(report.Repositories)}
 	case warned > 0:
-		return warnings{n: warned}
+		return outcomes, warnings{n: warned}
 	}
-	return nil
+	return outcomes, nil
 }
 
 // createArchive runs borg create for one repository and reads its stats.
 func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string) BackupSummary {
 	s := BackupSummary{Repository: repo.Raw, Archive: name}
-	prog := newProgress(o, repo.Raw)
 	var files int64
-	res, err := r.Run(ctx, borg.Call{
-		Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
-			Excludes: bo.Excludes, Progress: !bo.DryRun, DryRun: bo.DryRun}),
-		Dir:        g.WorkDir,
-		OnProgress: prog.update,
-		OnFile:     func(borg.FileStatus) { files++ },
+	var res *borg.Result
+	// A dropped connection is tried again: the failed attempt committed nothing, so the retry
+	// writes the same archive name.
+	err := withRetry(ctx, o, "borg create to "+repo.Raw, func(ctx context.Context) error {
+		files = 0
+		prog := newProgress(o, repo.Raw)
+		var err error
+		res, err = r.Run(ctx, borg.Call{
+			Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
+				Excludes: bo.Excludes, Progress: !bo.DryRun, DryRun: bo.DryRun}),
+			Dir:        g.WorkDir,
+			OnProgress: prog.update,
+			OnFile:     func(borg.FileStatus) { files++ },
+		})
+		prog.done()
+		return err
 	})
-	prog.done()
 	if res != nil {
 		s.DurationSeconds = res.Duration.Seconds()
 		for _, w := range res.Warnings {

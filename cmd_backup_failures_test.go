@@ -105,7 +105,8 @@ func TestBackupBadAccessFailsClearly(t *testing.T) {
 			return replaceFlag(a, "--known-hosts", empty)
 		}, []string{"unknown", testEnv["SSH_HOST_KEY_FINGERPRINT"], "what to do: confirm"}},
 		{"server down", func(w *world, a []string) []string {
-			return replaceFlag(a, "--repo", strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":1/", 1))
+			// --retries 0: a connection failure is otherwise retried for minutes.
+			return append(replaceFlag(a, "--repo", strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":1/", 1)), "--retries", "0")
 		}, []string{"cannot reach", "what to do:"}},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -31,19 +30,12 @@ func statusCommand() *cli.Command {
 			jsonFlag,
 			&cli.DurationFlag{Name: "max-age", Value: defaultMaxAge, EnvVars: []string{envName("max-age")}, Usage: "a successful backup older than `DURATION` (e.g. 26h) makes status exit 2"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			o, err := loadOptions(c)
-			if err != nil {
-				return err
-			}
+		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			if c.Duration("max-age") <= 0 {
 				return usageErrorf("--max-age must be a positive duration such as 26h, not %s", c.Duration("max-age"))
 			}
 			return runStatus(c.Context, o, c.Duration("max-age"), time.Now(), os.Stdout)
-		},
+		}),
 	}
 }
 
@@ -65,6 +57,7 @@ type RepositoryStatus struct {
 	Location    string `json:"location"` // in plain words, e.g. "another server"
 	OffHost     bool   `json:"off_host"`
 	OtherMedium bool   `json:"other_medium"` // not on the disk holding the CHT data
+	SameDisk    bool   `json:"same_disk"`    // a local path on the CHT data's filesystem
 
 	LastBackup           *state.Outcome `json:"last_backup,omitempty"`
 	LastSuccessfulBackup *state.Outcome `json:"last_successful_backup,omitempty"`
@@ -85,6 +78,7 @@ type Copies struct {
 	Repositories int `json:"repositories"`
 	OffHost      int `json:"off_host"`
 	OtherMedium  int `json:"other_medium"`
+	SameDisk     int `json:"same_disk"`
 }
 
 func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.Time, out io.Writer) error {
@@ -122,6 +116,9 @@ func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.T
 		if rs.OtherMedium {
 			rep.Copies.OtherMedium++
 		}
+		if rs.SameDisk {
+			rep.Copies.SameDisk++
+		}
 		rep.Repositories = append(rep.Repositories, rs)
 	}
 	rep.Advice = advice321(rep.Copies)
@@ -133,9 +130,7 @@ func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.T
 	}
 
 	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(out, rep); err != nil {
 			return err
 		}
 	} else {
@@ -157,7 +152,7 @@ func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.T
 
 func repositoryStatus(f *state.File, r borg.Repository, chtDir string, maxAge time.Duration, now time.Time) RepositoryStatus {
 	rs := RepositoryStatus{Repository: r.Raw}
-	rs.Location, rs.OffHost, rs.OtherMedium = locate(r, chtDir)
+	rs.Location, rs.OffHost, rs.OtherMedium, rs.SameDisk = locate(r, chtDir)
 	if e := f.Find(state.JobBackup, r.Raw); e != nil {
 		last := e.LastRun
 		rs.LastBackup = &last
@@ -207,25 +202,25 @@ func repositoryStatus(f *state.File, r borg.Repository, chtDir string, maxAge ti
 }
 
 // locate says where a repository is, in plain words, and what it counts for in 3-2-1.
-func locate(r borg.Repository, chtDir string) (where string, offHost, otherMedium bool) {
+func locate(r borg.Repository, chtDir string) (where string, offHost, otherMedium, sameDisk bool) {
 	if !r.Local() {
 		if isThisHost(r.Host) {
-			return "this host, over SSH", false, false
+			return "this host, over SSH", false, false, false
 		}
-		return "another server (" + r.Host + ")", true, true
+		return "another server (" + r.Host + ")", true, true, false
 	}
 	repoDev, err := deviceOf(r.Path)
 	if err != nil {
-		return "a local path that is not there now (is its disk mounted?)", false, false
+		return "a local path that is not there now (is its disk mounted?)", false, false, false
 	}
 	dataDev, err := deviceOf(chtDir)
 	if err != nil {
-		return "a local path (cannot tell whether it shares a disk with the CHT data)", false, false
+		return "a local path (cannot tell whether it shares a disk with the CHT data)", false, false, false
 	}
 	if repoDev == dataDev {
-		return "a local path on the same filesystem as the CHT data", false, false
+		return "a local path on the same filesystem as the CHT data", false, false, true
 	}
-	return "a local path on another filesystem than the CHT data", false, true
+	return "a local path on another filesystem than the CHT data", false, true, false
 }
 
 func deviceOf(path string) (uint64, error) {
@@ -251,11 +246,11 @@ func isThisHost(host string) bool {
 // advice321 explains, in plain words, how far the repositories are from the 3-2-1 rule: three
 // copies of the data, on two kinds of media, one of them off site.
 func advice321(c Copies) []string {
-	var a []string
-	switch {
-	case c.Repositories == 0:
+	if c.Repositories == 0 {
 		return []string{"There is no backup repository: the CHT data exists only on this server. Configure one with --repo (CHT_BACKUP_REPO) and run `cht-backup init`."}
-	case c.OffHost == 0:
+	}
+	var a []string
+	if c.OffHost == 0 {
 		a = append(a, "No copy is off this host: a fire, theft, ransomware or a wiped server takes the backups with the data. Add a repository on another server (--repo ssh://user@server/./cht).")
 	}
 	if c.Repositories < 2 {
@@ -264,8 +259,13 @@ func advice321(c Copies) []string {
 	if c.OtherMedium == 0 {
 		a = append(a, "Every copy sits on the same disk as the CHT data: one disk failure loses them all. Put a repository on another disk or another server.")
 	}
-	if len(a) == 0 {
-		a = append(a, fmt.Sprintf("3-2-1 is met: %d copies besides the live data, %d on other media, %d off this host. Make sure the other server is in another building, and keep the repository key exported (`cht-backup key export`) somewhere safe off this server.", c.Repositories, c.OtherMedium, c.OffHost))
+	met := len(a) == 0
+	if c.SameDisk > 0 && c.OtherMedium > 0 {
+		a = append(a, fmt.Sprintf("%d %s on the same filesystem as the CHT data: it guards against mistakes, not against losing the disk, so it does not count as another medium.",
+			c.SameDisk, plural(c.SameDisk, "repository is", "repositories are")))
+	}
+	if met {
+		a = append(a, fmt.Sprintf("3-2-1 is met: %d copies besides the live data, %d on other media, %d off this host. Make sure the other server stands in another building, and keep the repository key exported (`cht-backup key export`) somewhere safe away from this server.", c.Repositories, c.OtherMedium, c.OffHost))
 	}
 	return a
 }

@@ -30,6 +30,7 @@ const (
 	exitWarning     = 1   // finished, with warnings (e.g. a file changed while it was read)
 	exitFailed      = 2   // the job failed
 	exitUsage       = 3   // bad command line or configuration; nothing was done
+	exitLocked      = 75  // another run held this host's lock past --lock-wait; nothing was done (EX_TEMPFAIL)
 	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; borg was stopped cleanly
 )
 
@@ -45,6 +46,8 @@ func newApp() *cli.App {
 			initCommand(),
 			backupCommand(),
 			archivesCommand(),
+			statusCommand(),
+			scheduleCommand(),
 			checkCommand(),
 			keyCommand(),
 		},

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/state"
+)
+
+// newPinger is the health-check pinger of a run; tests shorten its waits.
+var newPinger = func(o *options) *state.Pinger { return &state.Pinger{URL: o.HealthcheckURL, Log: o.Log} }
+
+// withHostLock runs fn holding the host run lock, so no two runs on this host overlap (they
+// share the state dir, its staging and the borg cache). Nothing is recorded: runJob records.
+func withHostLock(ctx context.Context, o *options, job string, fn func(ctx context.Context) error) error {
+	lock, err := state.AcquireNotify(ctx, o.StateDir, job, o.LockWait, func(h state.Holder) {
+		o.Log.Infof("another cht-backup run holds this host's lock: %s; waiting up to %s for it to finish", h, o.LockWait)
+	})
+	if err != nil {
+		var locked *state.LockedError
+		switch {
+		case errors.As(err, &locked):
+			return &userError{err: err, code: exitLocked,
+				hint: "let that run finish and start this one again (`cht-backup status` shows the last runs), or wait longer with --lock-wait DURATION; a run that was killed frees the lock by itself"}
+		case ctx.Err() != nil:
+			return err
+		}
+		return &userError{err: err, hint: fmt.Sprintf("check --state-dir %s: it must be a directory this user (usually root) can write", o.StateDir)}
+	}
+	defer func() {
+		if err := lock.Release(); err != nil {
+			o.Log.Errorf("releasing the host lock %s: %v", lock.Path, err)
+		}
+	}()
+	if lock.Stale != nil {
+		o.Log.Warnf("took over this host's lock from %s, which ended without releasing it (killed, or the machine went down)", *lock.Stale)
+	}
+	return fn(ctx)
+}
+
+// runJob is how every job command (backup, check, verify, restore) runs its work: it holds the
+// host run lock, pings the health-check URL at the start, runs body, records body's outcomes
+// (one per repository) in the state file, rewrites the metrics file, pings success or failure,
+// and returns body's error unchanged, so exit codes stay as main maps them. Outcomes may leave
+// Job, Start, End, Status and ExitCode empty: runJob fills them in. When body fails before it
+// has an outcome, the failure is recorded for every configured repository. A failed ping or a
+// state file that cannot be written is logged and never changes the job's result.
+func runJob(ctx context.Context, o *options, job string, body func(ctx context.Context) ([]state.Outcome, error)) error {
+	return withHostLock(ctx, o, job, func(ctx context.Context) error {
+		ping := newPinger(o)
+		host, _ := os.Hostname()
+		ping.Start(ctx, fmt.Sprintf("cht-backup %s started on %s", job, host))
+
+		start := time.Now()
+		outcomes, err := body(ctx)
+		outcomes = completeOutcomes(o, job, start, time.Now(), outcomes, err)
+
+		if len(outcomes) > 0 {
+			f, serr := state.Record(o.StateDir, outcomes...)
+			var damaged *state.CorruptError
+			switch {
+			case errors.As(serr, &damaged) && f != nil:
+				o.Log.Warnf("%v", serr)
+			case serr != nil:
+				o.Log.Errorf("%v; `cht-backup status` will not show this run", serr)
+			}
+			if f != nil {
+				if merr := state.WriteMetrics(o.MetricsFile, f); merr != nil {
+					o.Log.Errorf("metrics not updated: %v", merr)
+				}
+			}
+		}
+
+		summary := jobSummary(job, host, outcomes, err)
+		if err == nil || exitCode(err) == exitWarning {
+			ping.Success(ctx, summary)
+		} else {
+			ping.Fail(ctx, summary)
+		}
+		return err
+	})
+}
+
+// completeOutcomes fills in what body left out, and stands in for outcomes body never made.
+func completeOutcomes(o *options, job string, start, end time.Time, outs []state.Outcome, err error) []state.Outcome {
+	code := exitCode(err)
+	if len(outs) == 0 && err != nil {
+		for _, r := range o.Repos {
+			oc := state.Outcome{Repository: r.Raw, Error: oneLine(err.Error()), Hint: hintOf(err)}
+			if code == exitWarning {
+				oc = state.Outcome{Repository: r.Raw, Status: state.StatusWarning, Warnings: []string{oneLine(err.Error())}}
+			}
+			outs = append(outs, oc)
+		}
+	}
+	for i := range outs {
+		oc := &outs[i]
+		if oc.Job == "" {
+			oc.Job = job
+		}
+		if oc.Start.IsZero() {
+			oc.Start = start
+		}
+		if oc.End.IsZero() {
+			oc.End = end
+		}
+		if oc.Status == "" {
+			switch {
+			case oc.Error != "":
+				oc.Status = state.StatusFailed
+			case len(oc.Warnings) > 0:
+				oc.Status = state.StatusWarning
+			default:
+				oc.Status = state.StatusOK
+			}
+		}
+		if oc.Status == state.StatusFailed && oc.ExitCode == 0 {
+			oc.ExitCode = exitFailed
+			if code >= exitFailed {
+				oc.ExitCode = code // e.g. 130 when interrupted
+			}
+		}
+	}
+	return outs
+}
+
+// jobSummary is the body of the health-check ping: what ran, and how it went per repository.
+func jobSummary(job, host string, outs []state.Outcome, err error) string {
+	var b strings.Builder
+	switch {
+	case err == nil:
+		fmt.Fprintf(&b, "cht-backup %s on %s: ok\n", job, host)
+	default:
+		fmt.Fprintf(&b, "cht-backup %s on %s: %s\n", job, host, oneLine(err.Error()))
+	}
+	for _, oc := range outs {
+		fmt.Fprintf(&b, "%s %s", oc.Status, oc.Repository)
+		if oc.Archive != "" {
+			fmt.Fprintf(&b, " archive %s", oc.Archive)
+		}
+		if oc.Error != "" {
+			fmt.Fprintf(&b, ": %s", oc.Error)
+		}
+		for _, w := range oc.Warnings {
+			fmt.Fprintf(&b, "\n  warning: %s", w)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// backupOutcome maps one repository's backup summary onto the state's outcome; start and end
+// bracket that repository's borg create.
+func backupOutcome(s BackupSummary, start, end time.Time) state.Outcome {
+	oc := state.Outcome{
+		Job: state.JobBackup, Repository: s.Repository, Start: start, End: end,
+		Archive: s.Archive, Error: s.Error, Hint: s.Hint,
+		OriginalSize: s.OriginalSize, CompressedSize: s.CompressedSize, DeduplicatedSize: s.DeduplicatedSize, Files: s.Files,
+	}
+	for _, w := range s.Warnings {
+		msg := w.Message
+		if w.Path != "" && !strings.Contains(msg, w.Path) {
+			msg = w.Path + ": " + msg
+		}
+		oc.Warnings = append(oc.Warnings, msg)
+	}
+	switch {
+	case !s.OK:
+		oc.Status = state.StatusFailed
+		if oc.Error == "" {
+			oc.Error = "failed"
+		}
+	case len(oc.Warnings) > 0:
+		oc.Status = state.StatusWarning
+	default:
+		oc.Status = state.StatusOK
+	}
+	return oc
+}
+
+// archiveCount asks a repository how many archives it holds, for `status`; 0 when it cannot
+// tell. It is one short `borg list`, worth it after a job that already reached the repository.
+func archiveCount(ctx context.Context, r *borg.Runner, repo borg.Repository) int {
+	res, err := r.Run(ctx, borg.Call{Args: borg.ListArgs(repo)})
+	if err != nil {
+		return 0
+	}
+	var l borg.ArchiveListing
+	if json.Unmarshal(res.Stdout, &l) != nil {
+		return 0
+	}
+	return len(l.Archives)
+}

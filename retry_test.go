@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/ssh"
+)
+
+func TestWithRetryRetriesConnectionFailuresOnly(t *testing.T) {
+	tests := []struct {
+		name  string
+		err   error
+		calls int
+	}{
+		{"borg connection closed", &borg.Error{Verb: "create", Target: "r", Kind: borg.ErrConnectionClosed}, 4},
+		{"ssh unreachable", &ssh.UnreachableError{Host: "backup", Port: 22, Reason: "connection refused", Refused: true}, 4},
+		{"wrapped connection closed", fmt.Errorf("listing: %w", &borg.Error{Kind: borg.ErrConnectionClosed}), 4},
+		{"wrong passphrase", &borg.Error{Verb: "create", Kind: borg.ErrPassphraseWrong}, 1},
+		{"borg host key", &borg.Error{Verb: "create", Kind: borg.ErrHostKey}, 1},
+		{"borg auth", &borg.Error{Verb: "create", Kind: borg.ErrAuth}, 1},
+		{"ssh host key changed", &ssh.HostKeyError{Host: "backup", Changed: true}, 1},
+		{"ssh auth", &ssh.AuthError{Host: "backup"}, 1},
+		{"repository locked", &borg.Error{Kind: borg.ErrLockTimeout}, 1},
+		{"no space", &borg.Error{Kind: borg.ErrNoSpace}, 1},
+		{"anything else", errors.New("boom"), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, _ := jobOptions(t, t.TempDir())
+			o.RetryWait = time.Millisecond
+			calls := 0
+			err := withRetry(context.Background(), o, "op", func(ctx context.Context) error { calls++; return tt.err })
+			if calls != tt.calls || err != tt.err {
+				t.Fatalf("%d calls (want %d), error %v", calls, tt.calls, err)
+			}
+		})
+	}
+}
+
+// The wait doubles, each retry is logged with its reason, and success ends the retries.
+func TestWithRetryBacksOffAndLogs(t *testing.T) {
+	o, logBuf := jobOptions(t, t.TempDir())
+	o.Retries, o.RetryWait = 5, 20*time.Millisecond
+	calls := 0
+	start := time.Now()
+	err := withRetry(context.Background(), o, "listing archives of R", func(ctx context.Context) error {
+		if calls++; calls < 4 {
+			return &borg.Error{Verb: "list", Target: "R", Kind: borg.ErrConnectionClosed}
+		}
+		return nil
+	})
+	if err != nil || calls != 4 {
+		t.Fatalf("%d calls, %v", calls, err)
+	}
+	if took := time.Since(start); took < 140*time.Millisecond {
+		t.Errorf("waits 20+40+80ms, took %s", took)
+	}
+	log := logBuf.String()
+	for _, want := range []string{
+		"listing archives of R failed: borg list R: connection to the backup server closed; retry 1 of 5 in 20ms",
+		"retry 2 of 5 in 40ms", "retry 3 of 5 in 80ms",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "retry 4") {
+		t.Errorf("retried after success:\n%s", log)
+	}
+}
+
+// A signal during the wait ends it at once; the error says both what failed and why it stopped.
+func TestWithRetryStopsOnCancel(t *testing.T) {
+	o, _ := jobOptions(t, t.TempDir())
+	o.RetryWait = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	err := withRetry(ctx, o, "op", func(ctx context.Context) error { return &borg.Error{Kind: borg.ErrConnectionClosed} })
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("kept waiting after cancel: %s", time.Since(start))
+	}
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, borg.ErrConnectionClosed) || exitCode(err) != exitInterrupted {
+		t.Fatalf("error %v (exit %d)", err, exitCode(err))
+	}
+}
+
+// A passing outage of the backup server: sshd stops, the SSH check and a borg call start and
+// fail, sshd comes back a few seconds later, and both succeed on a retry. This is the only test
+// of the root package that stops the test sshd; the outage is kept short because other
+// packages' tests may use it at the same time.
+func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
+	w := newWorld(t)
+	w.mustInit(t, w.remoteRepo())
+	t.Setenv("BORG_BASE_DIR", filepath.Join(w.dir, "borg-base"))
+	o, logBuf := jobOptions(t, w.stateDir, w.remoteRepo())
+	o.PassphraseFile, o.SSHKey, o.KnownHosts = w.passFile, testEnv["SSH_SHELL_KEY"], testEnv["SSH_KNOWN_HOSTS"]
+	o.Retries, o.RetryWait = 5, time.Second
+	repo := o.Repos[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := o.runner(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testEnvScript := func(args ...string) error {
+		out, err := exec.Command("bash", append([]string{"scripts/test-env.sh"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("test-env.sh %v: %v\n%s", args, err, out)
+		}
+		return nil
+	}
+	if err := testEnvScript("stop"); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens below, the test sshd is up again when this test ends.
+	t.Cleanup(func() {
+		if testEnvScript("status") != nil {
+			if err := testEnvScript(); err != nil {
+				t.Errorf("restarting the test sshd: %v", err)
+			}
+		}
+	})
+	var back time.Time
+	restarted := make(chan error, 1)
+	go func() {
+		time.Sleep(3 * time.Second)
+		back = time.Now() // sshd answers from some point during the script
+		restarted <- testEnvScript()
+	}()
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	var reachErr, listErr error
+	var reachDone, listDone time.Time
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		reachErr = withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error { return checkReachable(ctx, o, repo) })
+		reachDone = time.Now()
+	}()
+	go func() {
+		defer wg.Done()
+		listErr = withRetry(ctx, o, "listing archives of "+repo.Raw, func(ctx context.Context) error {
+			_, err := listArchives(ctx, r, repo)
+			return err
+		})
+		listDone = time.Now()
+	}()
+	wg.Wait()
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
+	if reachErr != nil || listErr != nil {
+		t.Fatalf("after sshd came back: reach %v, list %v\n%s", reachErr, listErr, logBuf)
+	}
+	if reachDone.Before(back) || listDone.Before(back) {
+		t.Fatalf("succeeded while sshd was down? (restart began %s, reach %s, list %s)", back, reachDone, listDone)
+	}
+	t.Logf("outage of about %s; reached after %s, listed after %s", back.Sub(start).Round(100*time.Millisecond),
+		reachDone.Sub(start).Round(100*time.Millisecond), listDone.Sub(start).Round(100*time.Millisecond))
+	log := logBuf.String()
+	for _, want := range []string{
+		"reaching " + repo.Raw + " failed: cannot reach SSH server 127.0.0.1 port " + testEnv["SSH_PORT"],
+		"listing archives of " + repo.Raw + " failed: borg",
+		"retry 1 of 5 in 1s",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}

@@ -1,0 +1,271 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// FileName is the state file, under the state dir.
+const FileName = "state.json"
+
+// formatVersion is the state file's format; a newer tool may read an older file.
+const formatVersion = 1
+
+// Jobs whose runs are recorded.
+const (
+	JobBackup  = "backup"
+	JobCheck   = "check"
+	JobVerify  = "verify"
+	JobRestore = "restore"
+)
+
+// Status is how a run ended for one repository.
+type Status string
+
+const (
+	StatusOK      Status = "ok"
+	StatusWarning Status = "warning" // finished, with something to say (exit 1): the archive exists
+	StatusFailed  Status = "failed"
+)
+
+// Limits that keep the state file small whatever borg reports.
+const (
+	maxWarnings  = 20
+	maxLineBytes = 1000
+)
+
+// Outcome is what one run of a job gave for one repository. Its size fields carry the same names
+// as the backup summary's, so a backup maps onto it field by field.
+type Outcome struct {
+	Job        string    `json:"job"`
+	Repository string    `json:"repository"`
+	Status     Status    `json:"status"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	ExitCode   int       `json:"exit_code"`
+	Error      string    `json:"error,omitempty"` // one line
+	Hint       string    `json:"hint,omitempty"`  // what to do next, one line
+	Warnings   []string  `json:"warnings,omitempty"`
+
+	// Backups (and restores, verifies) name an archive; backups also give its sizes.
+	Archive          string `json:"archive,omitempty"`
+	OriginalSize     int64  `json:"original_size,omitempty"`
+	CompressedSize   int64  `json:"compressed_size,omitempty"`
+	DeduplicatedSize int64  `json:"deduplicated_size,omitempty"`
+	Files            int64  `json:"files,omitempty"`
+
+	// Archives is how many archives the repository held, when the job learnt it; 0: not known.
+	Archives int `json:"archives,omitempty"`
+}
+
+// Duration is how long the run took for this repository.
+func (o Outcome) Duration() time.Duration {
+	if o.End.Before(o.Start) {
+		return 0
+	}
+	return o.End.Sub(o.Start)
+}
+
+// Succeeded reports whether the run did its work (ok, or finished with warnings).
+func (o Outcome) Succeeded() bool { return o.Status == StatusOK || o.Status == StatusWarning }
+
+// Entry is one job's record for one repository.
+type Entry struct {
+	Job         string   `json:"job"`
+	Repository  string   `json:"repository"`
+	LastRun     Outcome  `json:"last_run"`
+	LastSuccess *Outcome `json:"last_success,omitempty"`
+}
+
+// File is the whole state file.
+type File struct {
+	Version int       `json:"version"`
+	Updated time.Time `json:"updated"`
+	Entries []Entry   `json:"entries"`
+}
+
+// Path is the state file under stateDir.
+func Path(stateDir string) string { return filepath.Join(stateDir, FileName) }
+
+// CorruptError means the state file could not be read as JSON.
+type CorruptError struct {
+	Path     string
+	SetAside string // where Record moved it, when it did
+	Err      error
+}
+
+func (e *CorruptError) Error() string {
+	s := fmt.Sprintf("state file %s is damaged (%v)", e.Path, e.Err)
+	if e.SetAside != "" {
+		s += fmt.Sprintf("; it was moved to %s and a new one started", e.SetAside)
+	}
+	return s
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Load reads the state file under stateDir. A missing file is an empty state, not an error.
+func Load(stateDir string) (*File, error) {
+	path := Path(stateDir)
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return &File{Version: formatVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read state file %s: %v", path, unwrapPath(err))
+	}
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, &CorruptError{Path: path, Err: err}
+	}
+	return &f, nil
+}
+
+// Record adds outcomes to the state file under stateDir and returns the new state. The caller
+// holds the host run lock, which makes the read-modify-write safe. A damaged state file is set
+// aside as state.json.damaged and replaced: Record then returns the new state and a
+// *CorruptError saying so, which the caller logs.
+func Record(stateDir string, outcomes ...Outcome) (*File, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create state directory %s: %v", stateDir, unwrapPath(err))
+	}
+	f, err := Load(stateDir)
+	var damaged *CorruptError
+	if errors.As(err, &damaged) {
+		damaged.SetAside = Path(stateDir) + ".damaged"
+		if rerr := os.Rename(damaged.Path, damaged.SetAside); rerr != nil {
+			return nil, fmt.Errorf("%v, and it cannot be moved aside: %v", damaged, unwrapPath(rerr))
+		}
+		f, err = &File{Version: formatVersion}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range outcomes {
+		f.apply(o)
+	}
+	f.Version = formatVersion
+	f.Updated = time.Now().UTC()
+	// The file says nothing secret, and a monitoring user may read it for `status`.
+	werr := WriteFileAtomic(Path(stateDir), 0o644, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(f)
+	})
+	if werr != nil {
+		return nil, werr
+	}
+	if damaged != nil {
+		return f, damaged
+	}
+	return f, nil
+}
+
+func (f *File) apply(o Outcome) {
+	o = tidy(o)
+	e := f.Find(o.Job, o.Repository)
+	if e == nil {
+		f.Entries = append(f.Entries, Entry{Job: o.Job, Repository: o.Repository})
+		e = &f.Entries[len(f.Entries)-1]
+	}
+	e.LastRun = o
+	if o.Succeeded() {
+		s := o
+		e.LastSuccess = &s
+	}
+	sort.SliceStable(f.Entries, func(i, j int) bool {
+		if f.Entries[i].Repository != f.Entries[j].Repository {
+			return f.Entries[i].Repository < f.Entries[j].Repository
+		}
+		return f.Entries[i].Job < f.Entries[j].Job
+	})
+}
+
+// tidy fills what the caller left out and keeps lines short.
+func tidy(o Outcome) Outcome {
+	if o.Status == "" {
+		o.Status = StatusOK
+		if o.Error != "" {
+			o.Status = StatusFailed
+		}
+	}
+	if o.End.IsZero() {
+		o.End = time.Now()
+	}
+	if o.Start.IsZero() {
+		o.Start = o.End
+	}
+	o.Start, o.End = o.Start.UTC(), o.End.UTC()
+	switch {
+	case o.Status == StatusWarning && o.ExitCode == 0:
+		o.ExitCode = 1
+	case o.Status == StatusFailed && o.ExitCode < 2:
+		o.ExitCode = 2
+	}
+	o.Error = oneLine(o.Error)
+	o.Hint = oneLine(o.Hint)
+	o.Warnings = append([]string(nil), o.Warnings...) // never the caller's array
+	if len(o.Warnings) > maxWarnings {
+		more := len(o.Warnings) - (maxWarnings - 1)
+		o.Warnings = append(append([]string{}, o.Warnings[:maxWarnings-1]...), fmt.Sprintf("... and %d more", more))
+	}
+	for i, w := range o.Warnings {
+		o.Warnings[i] = oneLine(w)
+	}
+	return o
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxLineBytes {
+		s = s[:maxLineBytes] + "…"
+	}
+	return s
+}
+
+// Find returns the entry of job for repository, or nil.
+func (f *File) Find(job, repository string) *Entry {
+	for i := range f.Entries {
+		if f.Entries[i].Job == job && f.Entries[i].Repository == repository {
+			return &f.Entries[i]
+		}
+	}
+	return nil
+}
+
+// Repositories lists every repository the state knows, sorted.
+func (f *File) Repositories() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range f.Entries {
+		if !seen[e.Repository] {
+			seen[e.Repository] = true
+			out = append(out, e.Repository)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ArchiveCount is the most recently learnt number of archives in repository, and when it was
+// learnt; ok is false when no job has counted them.
+func (f *File) ArchiveCount(repository string) (n int, at time.Time, ok bool) {
+	for _, e := range f.Entries {
+		if e.Repository != repository {
+			continue
+		}
+		for _, o := range []*Outcome{&e.LastRun, e.LastSuccess} {
+			if o != nil && o.Archives > 0 && o.End.After(at) {
+				n, at, ok = o.Archives, o.End, true
+			}
+		}
+	}
+	return n, at, ok
+}

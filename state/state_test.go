@@ -1,0 +1,180 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRecordKeepsLastRunAndLastSuccessPerJobAndRepository(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2025, 3, 1, 2, 30, 0, 0, time.UTC)
+	ok := Outcome{Job: JobBackup, Repository: "r1", Start: t0, End: t0.Add(time.Minute), Archive: "host-a",
+		OriginalSize: 100, CompressedSize: 60, DeduplicatedSize: 10, Files: 7, Archives: 3}
+	other := Outcome{Job: JobBackup, Repository: "r2", Start: t0, End: t0.Add(2 * time.Minute), Status: StatusWarning,
+		Warnings: []string{"a: file changed while we backed it up"}}
+	if _, err := Record(dir, ok, other); err != nil {
+		t.Fatal(err)
+	}
+	failed := Outcome{Job: JobBackup, Repository: "r1", Start: t0.Add(24 * time.Hour), End: t0.Add(24*time.Hour + time.Second),
+		Error: "borg create r1: connection closed\nmore", Hint: "check the network"}
+	check := Outcome{Job: JobCheck, Repository: "r1", Start: t0, End: t0.Add(time.Hour), Archives: 4}
+	f, err := Record(dir, failed, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What was written is what Load reads.
+	g, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustJSON(t, g), mustJSON(t, f); a != b {
+		t.Fatalf("Load differs from what Record returned:\n%+v\n%+v", g.Entries, f.Entries)
+	}
+
+	e := g.Find(JobBackup, "r1")
+	if e == nil || e.LastRun.Status != StatusFailed || e.LastRun.ExitCode != 2 || e.LastRun.Error != "borg create r1: connection closed more" {
+		t.Fatalf("last run of r1: %+v", e)
+	}
+	if e.LastSuccess == nil || e.LastSuccess.Archive != "host-a" || e.LastSuccess.OriginalSize != 100 || e.LastSuccess.Status != StatusOK {
+		t.Fatalf("the failure must keep the last success: %+v", e.LastSuccess)
+	}
+	w := g.Find(JobBackup, "r2")
+	if w == nil || w.LastRun.ExitCode != 1 || w.LastSuccess == nil || len(w.LastSuccess.Warnings) != 1 {
+		t.Fatalf("a warning is a success with exit 1: %+v", w)
+	}
+	if n, at, ok := g.ArchiveCount("r1"); !ok || n != 4 || !at.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("archive count of r1: %d at %s (%v), want 4 from the check", n, at, ok)
+	}
+	if _, _, ok := g.ArchiveCount("r2"); ok {
+		t.Fatal("r2's archives were never counted")
+	}
+	if got := strings.Join(g.Repositories(), ","); got != "r1,r2" {
+		t.Fatalf("repositories: %s", got)
+	}
+	if st, _ := os.Stat(Path(dir)); st.Mode().Perm() != 0o644 {
+		t.Errorf("state file mode %v", st.Mode())
+	}
+}
+
+func TestRecordCapsWarnings(t *testing.T) {
+	dir := t.TempDir()
+	var ws []string
+	for i := 0; i < 500; i++ {
+		ws = append(ws, fmt.Sprintf("file %d changed", i))
+	}
+	f, err := Record(dir, Outcome{Job: JobBackup, Repository: "r", Status: StatusWarning, Warnings: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.Find(JobBackup, "r").LastRun.Warnings
+	if len(got) != maxWarnings || got[len(got)-1] != "... and 481 more" || ws[0] != "file 0 changed" {
+		t.Fatalf("warnings: %d, last %q", len(got), got[len(got)-1])
+	}
+}
+
+// Readers never see a partial state file, however often it is rewritten.
+func TestStateFileIsReplacedAtomically(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]string, maxWarnings)
+	for i := range big {
+		big[i] = strings.Repeat("x", 900)
+	}
+	if _, err := Record(dir, Outcome{Job: JobBackup, Repository: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var reads, bad atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				b, err := os.ReadFile(Path(dir))
+				reads.Add(1)
+				var f File
+				if err != nil || json.Unmarshal(b, &f) != nil || len(f.Entries) == 0 {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < 30; i++ {
+		if _, err := Record(dir, Outcome{Job: JobBackup, Repository: fmt.Sprintf("r%d", i%7), Status: StatusWarning, Warnings: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d of %d reads saw a missing or partial state file", bad.Load(), reads.Load())
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".state.json.tmp-*"))
+	if len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+// A write that fails halfway leaves the old file untouched and no temporary file.
+func TestWriteFileAtomicFailureKeepsTheOldFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	os.WriteFile(path, []byte("old"), 0o644)
+	err := WriteFileAtomic(path, 0o644, func(w io.Writer) error {
+		w.Write([]byte("half of the n"))
+		return errors.New("disk full")
+	})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("want the write's error, got %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "old" {
+		t.Fatalf("old file changed: %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("temporary file left: %v", entries)
+	}
+}
+
+func TestDamagedStateFileIsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(Path(dir), []byte(`{"version":1,"entries":[{"job":`), 0o644)
+	if _, err := Load(dir); !errors.As(err, new(*CorruptError)) {
+		t.Fatalf("Load of a damaged file: %v", err)
+	}
+	f, err := Record(dir, Outcome{Job: JobBackup, Repository: "r"})
+	var ce *CorruptError
+	if !errors.As(err, &ce) || f == nil || ce.SetAside != Path(dir)+".damaged" {
+		t.Fatalf("Record must start afresh and say so: %v %+v", err, f)
+	}
+	if b, _ := os.ReadFile(ce.SetAside); !strings.HasPrefix(string(b), `{"version":1`) {
+		t.Fatalf("damaged file not kept: %q", b)
+	}
+	if g, err := Load(dir); err != nil || g.Find(JobBackup, "r") == nil {
+		t.Fatalf("new state: %+v %v", g, err)
+	}
+}
+
+func TestLoadMissingFileIsEmpty(t *testing.T) {
+	f, err := Load(filepath.Join(t.TempDir(), "nothing-here"))
+	if err != nil || len(f.Entries) != 0 {
+		t.Fatalf("%+v %v", f, err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
