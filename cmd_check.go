@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
 
@@ -24,7 +25,9 @@ func checkCommand() *cli.Command {
 			&cli.IntFlag{Name: "last", Usage: "check only the last `N` archives (the repository itself is always checked)"},
 		},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
-			return runCheck(c.Context, o, borg.CheckOptions{VerifyData: c.Bool("verify-data"), Last: c.Int("last")}, os.Stdout)
+			return runJob(c.Context, o, state.JobCheck, func(ctx context.Context) ([]state.Outcome, error) {
+				return runCheck(ctx, o, borg.CheckOptions{VerifyData: c.Bool("verify-data"), Last: c.Int("last")}, os.Stdout)
+			})
 		}),
 	}
 }
@@ -38,28 +41,41 @@ type CheckResult struct {
 	Problems        []string `json:"problems,omitempty"`
 	Error           string   `json:"error,omitempty"`
 	Hint            string   `json:"hint,omitempty"`
+
+	err error // the borg error, for retries of connection failures
 }
 
-func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writer) error {
+// runCheck checks every repository and returns one outcome each for the state file.
+func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writer) ([]state.Outcome, error) {
 	if err := o.requireRepos(); err != nil {
-		return err
+		return nil, err
 	}
 	r, err := o.runner(ctx, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var results []CheckResult
+	var outcomes []state.Outcome
 	failed := 0
 	for _, repo := range o.Repos {
-		res := checkRepository(ctx, o, r, repo, co)
-		if !res.OK {
+		start := time.Now()
+		var res CheckResult
+		_ = withRetry(ctx, o, "borg check of "+repo.Raw, func(ctx context.Context) error {
+			res = checkRepository(ctx, o, r, repo, co)
+			return res.err
+		})
+		oc := state.Outcome{Repository: repo.Raw, Start: start, End: time.Now(), Error: res.Error, Hint: res.Hint}
+		if res.OK {
+			oc.Archives = archiveCount(ctx, r, repo)
+		} else {
 			failed++
 		}
+		outcomes = append(outcomes, oc)
 		results = append(results, res)
 	}
 	if o.JSON {
 		if err := writeJSON(out, results); err != nil {
-			return err
+			return outcomes, err
 		}
 	} else {
 		for _, res := range results {
@@ -81,13 +97,13 @@ func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writ
 		}
 	}
 	if ctx.Err() != nil {
-		return &userError{err: fmt.Errorf("check interrupted"), hint: "run it again", code: exitInterrupted}
+		return outcomes, &userError{err: fmt.Errorf("check interrupted"), hint: "run it again", code: exitInterrupted}
 	}
 	if failed > 0 {
-		return &userError{err: fmt.Errorf("check failed for %d of %d repositories", failed, len(o.Repos)),
+		return outcomes, &userError{err: fmt.Errorf("check failed for %d of %d repositories", failed, len(o.Repos)),
 			hint: firstCheckHint(results), quiet: o.JSON}
 	}
-	return nil
+	return outcomes, nil
 }
 
 // checkRepository runs borg check. borg exits 1 when it found damage: for check that is a failure,
@@ -108,7 +124,7 @@ func checkRepository(ctx context.Context, o *options, r *borg.Runner, repo borg.
 	}
 	switch {
 	case err != nil:
-		res.Error, res.Hint = oneLine(err.Error()), hintOf(err)
+		res.Error, res.Hint, res.err = oneLine(err.Error()), hintOf(err), err
 	case out.Warned:
 		res.Error = "borg check found damage"
 		if len(res.Problems) > 0 {

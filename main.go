@@ -70,6 +70,7 @@ func newApp() *cli.App {
 
 // prepareCommand gives every (sub)command the common flags and a usage-error handler.
 func prepareCommand(cmd *cli.Command) {
+	cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usageErrorf("%v", err) }
 	if len(cmd.Subcommands) > 0 {
 		for _, sub := range cmd.Subcommands {
 			prepareCommand(sub)
@@ -77,7 +78,6 @@ func prepareCommand(cmd *cli.Command) {
 		return
 	}
 	cmd.Flags = append(commonFlags(), cmd.Flags...)
-	cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usageErrorf("%v", err) }
 }
 
 func main() {

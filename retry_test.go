@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -95,15 +98,51 @@ func TestWithRetryStopsOnCancel(t *testing.T) {
 }
 
 // A passing outage of the backup server: sshd stops, the SSH check and a borg call start and
-// fail, sshd comes back a few seconds later, and both succeed on a retry. This is the only test
-// of the root package that stops the test sshd; the outage is kept short because other
-// packages' tests may use it at the same time.
+// fail, sshd comes back a few seconds later, and both succeed on a retry. The outage is of a
+// private sshd (the test environment's config, host key and borg account, on another port), so
+// tests of other packages using the shared test sshd at the same time are not disturbed.
 func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 	w := newWorld(t)
 	w.mustInit(t, w.remoteRepo())
-	t.Setenv("BORG_BASE_DIR", filepath.Join(w.dir, "borg-base"))
-	o, logBuf := jobOptions(t, w.stateDir, w.remoteRepo())
-	o.PassphraseFile, o.SSHKey, o.KnownHosts = w.passFile, testEnv["SSH_SHELL_KEY"], testEnv["SSH_KNOWN_HOSTS"]
+	const port = "2298"
+	kh := filepath.Join(w.dir, "known_hosts_private_sshd")
+	orig, err := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+port+" ")), 0o600)
+	var sshd *exec.Cmd
+	startSSHD := func() error {
+		sshd = exec.Command("/usr/sbin/sshd", "-D", "-f", filepath.Join(testEnv["TESTENV_DIR"], "sshd_config"),
+			"-o", "Port="+port, "-o", "PidFile="+filepath.Join(w.dir, "sshd.pid"), "-E", filepath.Join(w.dir, "sshd.log"))
+		if err := sshd.Start(); err != nil {
+			return err
+		}
+		for i := 0; i < 100; i++ {
+			if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+				c.Close()
+				return nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return fmt.Errorf("private sshd on port %s did not come up", port)
+	}
+	stopSSHD := func() {
+		if sshd != nil && sshd.Process != nil {
+			sshd.Process.Kill()
+			sshd.Wait()
+		}
+	}
+	t.Cleanup(stopSSHD)
+	if err := startSSHD(); err != nil {
+		t.Fatal(err)
+	}
+	repoURL := strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":"+port+"/", 1)
+
+	// A fresh borg base dir: borg rightly refuses a known repository seen at a new address.
+	t.Setenv("BORG_BASE_DIR", filepath.Join(w.dir, "borg-base-private-port"))
+	o, logBuf := jobOptions(t, w.stateDir, repoURL)
+	o.PassphraseFile, o.SSHKey, o.KnownHosts = w.passFile, testEnv["SSH_SHELL_KEY"], kh
 	o.Retries, o.RetryWait = 5, time.Second
 	repo := o.Repos[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -112,31 +151,16 @@ func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	testEnvScript := func(args ...string) error {
-		out, err := exec.Command("bash", append([]string{"scripts/test-env.sh"}, args...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("test-env.sh %v: %v\n%s", args, err, out)
-		}
-		return nil
+	if _, err := listArchives(ctx, r, repo); err != nil {
+		t.Fatalf("the private sshd does not serve the repository: %v", err)
 	}
-	if err := testEnvScript("stop"); err != nil {
-		t.Fatal(err)
-	}
-	// Whatever happens below, the test sshd is up again when this test ends.
-	t.Cleanup(func() {
-		if testEnvScript("status") != nil {
-			if err := testEnvScript(); err != nil {
-				t.Errorf("restarting the test sshd: %v", err)
-			}
-		}
-	})
+	stopSSHD()
 	var back time.Time
 	restarted := make(chan error, 1)
 	go func() {
 		time.Sleep(3 * time.Second)
-		back = time.Now() // sshd answers from some point during the script
-		restarted <- testEnvScript()
+		back = time.Now() // sshd answers from some point during the start
+		restarted <- startSSHD()
 	}()
 
 	start := time.Now()
@@ -171,7 +195,7 @@ func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 		reachDone.Sub(start).Round(100*time.Millisecond), listDone.Sub(start).Round(100*time.Millisecond))
 	log := logBuf.String()
 	for _, want := range []string{
-		"reaching " + repo.Raw + " failed: cannot reach SSH server 127.0.0.1 port " + testEnv["SSH_PORT"],
+		"reaching " + repo.Raw + " failed: cannot reach SSH server 127.0.0.1 port " + port,
 		"listing archives of " + repo.Raw + " failed: borg",
 		"retry 1 of 5 in 1s",
 	} {
