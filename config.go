@@ -85,7 +85,7 @@ func loadOptions(c *cli.Context) (*options, error) {
 	case errorsIsNotExist(err) && !c.IsSet("config"):
 		// no config file at the default place: flags and environment only
 	default:
-		return nil, usageErrorf("cannot read config file %s: %v", cfgPath, err)
+		return nil, &userError{err: err, hint: "create the config file (KEY=VALUE lines, see the README) or point --config at it", code: exitUsage}
 	}
 	known := map[string]bool{"BORG_PASSPHRASE": true, "BORG_PASSCOMMAND": true}
 	if c.App != nil {

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/sirupsen/logrus"
@@ -50,6 +51,7 @@ func newApp() *cli.App {
 			scheduleCommand(),
 			checkCommand(),
 			keyCommand(),
+			restoreCommand(), verifyCommand(),
 		},
 		HideHelpCommand: true,
 		// Errors are printed once, by main, with their hint.
@@ -326,7 +328,10 @@ func newLogger(format string, verbose bool) *logrus.Logger {
 	return l
 }
 
+// isTerminal asks the kernel whether f is a terminal: /dev/null is a character device too, and
+// a timer run's stdin or stderr must not count as one.
 func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	var t syscall.Termios
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	return errno == 0
 }

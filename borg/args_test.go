@@ -39,6 +39,7 @@ func TestArgvBuilders(t *testing.T) {
 		{"check", CheckArgs(local, CheckOptions{}), []string{"check", "--log-json", "--progress", "/mnt/usb/cht"}},
 		{"check verify last", CheckArgs(local, CheckOptions{VerifyData: true, Last: 3}), []string{"check", "--log-json", "--progress", "--verify-data", "--last", "3", "/mnt/usb/cht"}},
 		{"extract", ExtractArgs(local, "a", ExtractOptions{Progress: true}), []string{"extract", "--log-json", "--progress", "/mnt/usb/cht::a"}},
+		{"extract numeric ids", ExtractArgs(local, "a", ExtractOptions{Progress: true, NumericIDs: true, Paths: []string{"cht-backup/manifest.json"}}), []string{"extract", "--log-json", "--progress", "--numeric-ids", "/mnt/usb/cht::a", "cht-backup/manifest.json"}},
 		{"extract dry paths", ExtractArgs(local, "a", ExtractOptions{DryRun: true, Paths: []string{"cht-backup"}}), []string{"extract", "--log-json", "--dry-run", "/mnt/usb/cht::a", "cht-backup"}},
 		{"lock wait inserted after --log-json", withLockWait(KeyExportArgs(local, "/k", false), 7), []string{"key", "export", "--log-json", "--lock-wait", "7", "/mnt/usb/cht", "/k"}},
 		{"lock wait zero leaves argv alone", withLockWait(ListArgs(local), 0), []string{"list", "--log-json", "--json", "/mnt/usb/cht"}},

@@ -5,6 +5,9 @@ type ExtractOptions struct {
 	Paths    []string // only these archive paths; empty means everything
 	Progress bool
 	DryRun   bool // read and decrypt everything, write nothing
+	// NumericIDs restores owners by uid/gid, not by user name: container files (uid 5984 for
+	// CouchDB) must keep their numbers on a host that names those ids differently or not at all.
+	NumericIDs bool
 }
 
 // ExtractArgs builds `borg extract`; borg extracts into its working directory.
@@ -15,6 +18,9 @@ func ExtractArgs(repo Repository, archive string, o ExtractOptions) []string {
 	}
 	if o.Progress {
 		args = append(args, "--progress")
+	}
+	if o.NumericIDs {
+		args = append(args, "--numeric-ids")
 	}
 	args = append(args, ArchiveRef(repo, archive))
 	return append(args, o.Paths...)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole cht-backup job on a built-in sample, in one command: a throwaway CHT-like tree and a
-# local repository in a temporary directory, then preflight, init, backup, archives, verify and
-# restore, each step printed. No Docker needed: the TLS and credentials parts (which live in the
-# CHT containers) are skipped, and the output says so. Nothing outside the temporary directory is
+# local repository in a temporary directory, then preflight, init, backup, archives, verify,
+# status and restore, each step printed. No Docker needed: the TLS and credentials parts (which
+# live in the CHT containers) are skipped, and the output says so. Nothing outside the temporary directory is
 # touched, apart from installing borgbackup when it is missing.
 #
 #   bash scripts/demo.sh [--keep]
@@ -66,6 +66,9 @@ run "$B" archives
 step "verify: the restore drill (extract to scratch space, compare with the manifest)"
 run "$B" verify latest
 
+step "status: what ran and when (also a monitoring probe: exit 2 when the last backup is too old)"
+run "$B" status
+
 step "restore the archive into a directory"
 run "$B" restore latest --target "$work/restored"
 echo "restored tree:"; (cd "$work/restored" && find . -maxdepth 2 | sort | sed 's/^/  /')
@@ -76,4 +79,4 @@ run cmp "$work/cht/upgrade-service/.env" "$work/restored/upgrade-service/.env"
 echo "identical."
 
 step "done"
-echo "The whole cycle ran: preflight, init, backup, archives, verify, restore."
+echo "The whole cycle ran: preflight, init, backup, archives, verify, status, restore."

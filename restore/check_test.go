@@ -1,0 +1,140 @@
+package restore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cht-backup/cht-backup/sources"
+)
+
+// copyTree writes a small extracted archive under root and returns the manifest that describes it.
+func copyTree(t *testing.T, root string) *sources.Manifest {
+	t.Helper()
+	files := map[string]string{
+		"h/cht/couchdb/shards/00-ff/medic.1.couch":                     strings.Repeat("m", 1000),
+		"h/cht/couchdb/shards/00-ff/_users.2.couch":                    strings.Repeat("u", 500),
+		"h/cht/couchdb/_dbs.couch":                                     strings.Repeat("d", 100),
+		"h/cht/couchdb/.shards/00-ff/medic.1_design/mrview/a.view":     strings.Repeat("v", 300),
+		"h/cht/upgrade-service/.env":                                   "COUCHDB_PASSWORD=x\n",
+		"cht-backup/containers/nginx/etc/nginx/private/cert.pem":       "cert",
+		"cht-backup/containers/nginx/etc/nginx/private/certbot/readme": "r",
+	}
+	sums := map[string]string{}
+	for p, body := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p, "couchdb/") {
+			s := sha256.Sum256([]byte(body))
+			sums[p] = hex.EncodeToString(s[:])
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "h/cht/couchdb/.delete"), 0o755)
+	return &sources.Manifest{
+		FormatVersion: 1,
+		Sources:       sources.ManifestSources{CouchDBData: "/h/cht/couchdb", EnvFile: "/h/cht/upgrade-service/.env"},
+		Groups: []sources.Group{
+			{Name: sources.GroupIndexes, Root: "h/cht/couchdb/.shards", Paths: []string{"h/cht/couchdb/.shards"}, Files: 1, Dirs: 4, Bytes: 300},
+			{Name: sources.GroupCouchDB, Root: "h/cht/couchdb", Paths: []string{"h/cht/couchdb/shards", "h/cht/couchdb/_dbs.couch", "h/cht/couchdb/.delete"}, Files: 3, Dirs: 3, Bytes: 1600},
+			{Name: sources.GroupEnv, Root: "h/cht/upgrade-service/.env", Paths: []string{"h/cht/upgrade-service/.env"}, Files: 1, Bytes: 19},
+			{Name: sources.GroupTLS, Root: "cht-backup/containers/nginx/etc/nginx/private", Paths: []string{"cht-backup/containers/nginx/etc/nginx/private"}, Files: 2, Dirs: 2, Bytes: 5},
+		},
+		SHA256:  sums,
+		Skipped: []sources.SkippedPart{{Part: "credentials", Reason: "credentials: skipped on request"}},
+		CouchDB: sources.CouchDBInventory{Databases: []sources.Database{
+			{Name: "_users", ShardFiles: 1, Bytes: 500},
+			{Name: "medic", ShardFiles: 1, Bytes: 1000, ViewIndexFiles: 1, ViewIndexBytes: 300},
+		}},
+	}
+}
+
+func check(t *testing.T, root string, m *sources.Manifest) CheckResult {
+	t.Helper()
+	return Check(context.Background(), m, func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) })
+}
+
+func group(t *testing.T, c CheckResult, name string) GroupCheck {
+	t.Helper()
+	for _, g := range c.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	t.Fatalf("no group %s in %+v", name, c.Groups)
+	return GroupCheck{}
+}
+
+func TestCheckPassesAnIdenticalCopy(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	c := check(t, root, m)
+	if !c.OK {
+		t.Fatalf("identical copy failed: %v", c.Problems)
+	}
+	if g := group(t, c, sources.GroupTLS); g.SHA256 != 2 || !strings.Contains(g.Line, "as counted") || !strings.Contains(g.Line, "sha256 of 2 files match") {
+		t.Errorf("tls line: %+v", g)
+	}
+	if g := group(t, c, "credentials"); !g.Skipped || !strings.Contains(g.Line, "not in this archive") {
+		t.Errorf("a skipped part must be said: %+v", g)
+	}
+}
+
+// CouchDB writes while borg reads: more than the manifest counted is fine, and said.
+func TestCheckAcceptsCouchDBGrowthAndSaysSo(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	f, _ := os.OpenFile(filepath.Join(root, "h/cht/couchdb/shards/00-ff/medic.1.couch"), os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(make([]byte, 4096))
+	f.Close()
+	os.WriteFile(filepath.Join(root, "h/cht/couchdb/shards/00-ff/new.3.couch"), []byte("n"), 0o644)
+	c := check(t, root, m)
+	g := group(t, c, sources.GroupCouchDB)
+	if !c.OK || !g.Grew || !strings.Contains(g.Line, "1 file and 4.0 KiB more") || !strings.Contains(g.Line, "CouchDB wrote") {
+		t.Fatalf("growth must pass and be said: %+v %v", g, c.Problems)
+	}
+}
+
+func TestCheckFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(root string)
+		group  string
+		want   string
+	}{
+		{"lost shard file", func(r string) { os.Remove(filepath.Join(r, "h/cht/couchdb/shards/00-ff/_users.2.couch")) }, sources.GroupCouchDB, "database _users has 0 of its 1 shard files"},
+		{"shard file cut short", func(r string) { os.Truncate(filepath.Join(r, "h/cht/couchdb/shards/00-ff/medic.1.couch"), 10) }, sources.GroupCouchDB, "fewer than counted"},
+		{"lost view index", func(r string) { os.RemoveAll(filepath.Join(r, "h/cht/couchdb/.shards/00-ff")) }, sources.GroupIndexes, "view index files"},
+		{"lost empty directory", func(r string) { os.Remove(filepath.Join(r, "h/cht/couchdb/.delete")) }, sources.GroupCouchDB, "h/cht/couchdb/.delete is missing"},
+		{"changed .env", func(r string) {
+			os.WriteFile(filepath.Join(r, "h/cht/upgrade-service/.env"), []byte("COUCHDB_PASSWORD=y\n"), 0o600)
+		}, sources.GroupEnv, "sha256 mismatch"},
+		{"lost certificate", func(r string) { os.Remove(filepath.Join(r, "cht-backup/containers/nginx/etc/nginx/private/cert.pem")) }, sources.GroupTLS, "cert.pem is missing"},
+		{"extra tls file", func(r string) {
+			os.WriteFile(filepath.Join(r, "cht-backup/containers/nginx/etc/nginx/private/x"), nil, 0o600)
+		}, sources.GroupTLS, "3 files where the backup had 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			m := copyTree(t, root)
+			tt.damage(root)
+			c := check(t, root, m)
+			g := group(t, c, tt.group)
+			if c.OK || g.OK || !strings.Contains(g.Line, tt.want) || !strings.Contains(strings.Join(c.Problems, "\n"), tt.want) {
+				t.Fatalf("want a failure naming %q, got %+v (problems %v)", tt.want, g, c.Problems)
+			}
+			if strings.Contains(g.Line, "COUCHDB_PASSWORD") {
+				t.Fatal("a check line must never show file contents")
+			}
+		})
+	}
+}

@@ -1,0 +1,142 @@
+package restore
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/cht-backup/cht-backup/sources"
+)
+
+func TestMoveAsideNeverReusesAName(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".env")
+	os.WriteFile(p, []byte("one"), 0o600)
+	os.WriteFile(p+".before-restore-S", []byte("older"), 0o600)
+	mv, err := moveAside(p, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv.To != p+".before-restore-S-2" {
+		t.Fatalf("moved to %s", mv.To)
+	}
+	if b, _ := os.ReadFile(p + ".before-restore-S"); string(b) != "older" {
+		t.Fatal("an earlier copy was overwritten")
+	}
+}
+
+func TestPlaceNeverOverwrites(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "new"), filepath.Join(dir, "sub", "old")
+	os.WriteFile(from, []byte("new"), 0o600)
+	os.MkdirAll(filepath.Dir(to), 0o755)
+	os.WriteFile(to, []byte("old"), 0o600)
+	if err := place(from, to); err == nil || !strings.Contains(err.Error(), "already there") {
+		t.Fatalf("place over an existing file: %v", err)
+	}
+	if b, _ := os.ReadFile(to); string(b) != "old" {
+		t.Fatal("overwritten")
+	}
+	to2 := filepath.Join(dir, "made", "parents", "f")
+	if err := place(from, to2); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(to2); string(b) != "new" {
+		t.Fatal("not placed")
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/home/ubuntu/cht/couchdb":        "/home/ubuntu/cht/couchdb",
+		"/a b/c":                          "'/a b/c'",
+		"/it's":                           `'/it'"'"'s'`,
+		"cht-nginx-1:/etc/nginx/private/": "cht-nginx-1:/etc/nginx/private/",
+	} {
+		if got := ShellQuote(in); got != want {
+			t.Errorf("%q -> %s, want %s", in, got, want)
+		}
+		if out, err := exec.Command("sh", "-c", "printf %s "+ShellQuote(in)).Output(); err != nil || string(out) != in {
+			t.Errorf("sh reads %s as %q", ShellQuote(in), out)
+		}
+	}
+}
+
+// After a failure, the commands undo exactly what was done, in reverse, and restart what was stopped.
+func TestAftermathCommandsUndoInReverse(t *testing.T) {
+	dir := t.TempDir()
+	p := &Plan{Stamp: "S", Containers: []ContainerState{{Name: "cht-couchdb-1"}, {Name: "cht-nginx-1"}}}
+	res := &InPlaceResult{
+		Stopped:    []ContainerState{{Name: "cht-nginx-1"}, {Name: "cht-couchdb-1"}},
+		Saved:      []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: dir + "/saved/nginx"}},
+		MovedAside: []Move{{dir + "/couchdb", dir + "/couchdb.before-restore-S"}, {dir + "/a b/.env", dir + "/a b/.env.before-restore-S"}},
+		Placed:     []Placement{{Group: sources.GroupCouchDB, To: dir + "/couchdb"}},
+	}
+	state, cmds := p.aftermath(res, StepPlace, nil, false)
+	want := []string{
+		"mv " + dir + "/couchdb " + dir + "/couchdb.failed-restore-S",
+		"mv '" + dir + "/a b/.env.before-restore-S' '" + dir + "/a b/.env'",
+		"mv " + dir + "/couchdb.before-restore-S " + dir + "/couchdb",
+		"docker start cht-couchdb-1 cht-nginx-1",
+	}
+	if !reflect.DeepEqual(cmds, want) {
+		t.Errorf("commands\n got %q\nwant %q", cmds, want)
+	}
+	joined := strings.Join(state, "\n")
+	for _, s := range []string{"stopped: cht-nginx-1, cht-couchdb-1", "moved aside, intact", "not done: put the files in place, copy files into the containers, start the containers"} {
+		if !strings.Contains(joined, s) {
+			t.Errorf("state lacks %q:\n%s", s, joined)
+		}
+	}
+
+	state, cmds = p.aftermath(&InPlaceResult{}, StepExtract, nil, false)
+	if len(cmds) != 0 || !strings.Contains(strings.Join(state, ""), "nothing on this host was changed") {
+		t.Errorf("a failed extraction changes nothing: %q %q", state, cmds)
+	}
+
+	_, cmds = p.aftermath(&InPlaceResult{Stopped: res.Stopped}, StepStart, []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: "/s/nginx"}}, true)
+	want = []string{"docker stop cht-nginx-1 cht-couchdb-1", "docker cp /s/nginx/. cht-nginx-1:/etc/nginx/private/", "docker start cht-couchdb-1 cht-nginx-1"}
+	if !reflect.DeepEqual(cmds, want) {
+		t.Errorf("after start\n got %q\nwant %q", cmds, want)
+	}
+}
+
+func TestScratchIsPrivateAndStaleOnesGo(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "verify")
+	s, err := NewScratch(parent, "drill-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{parent, s.Dir} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s must be mode 0700: %v %v", d, fi.Mode(), err)
+		}
+	}
+	// A dead run's scratch (pid 2^22+1 does not exist on Linux) goes; a live one's stays.
+	dead := filepath.Join(parent, "drill-20200101T000000Z-00000000.pid4194305")
+	os.MkdirAll(filepath.Join(dead, "x"), 0o500)
+	removed, err := RemoveStaleScratch(parent, "drill-")
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("stale scratch: %v %v", removed, err)
+	}
+	if _, err := os.Stat(s.Dir); err != nil {
+		t.Fatal("a live run's scratch was removed")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
+		t.Fatal("Close left the scratch directory")
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 163 << 10: "163.0 KiB", 5 << 30: "5.0 GiB"} {
+		if got := HumanBytes(n); got != want {
+			t.Errorf("%d: %s, want %s", n, got, want)
+		}
+	}
+}
