@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/user"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
@@ -227,7 +226,7 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 	// writes the same archive name.
 	err := withRetry(ctx, o, "borg create to "+repo.Raw, func(ctx context.Context) error {
 		files = 0
-		prog := newProgress(o, repo.Raw)
+		prog := newProgressLine(o, repo.Raw, createProgress)
 		var err error
 		res, err = r.Run(ctx, borg.Call{
 			Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
@@ -382,52 +381,5 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 		if len(s.Warnings) > 0 && s.OK {
 			fmt.Fprintf(w, "        the archive is complete; the files named above may be inconsistent in it and are read again next run\n")
 		}
-	}
-}
-
-// progress shows borg's archive_progress: a live line on a terminal, otherwise a log line at
-// most every 30 s.
-type progress struct {
-	o        *options
-	repo     string
-	terminal bool
-	mu       sync.Mutex
-	last     time.Time
-	shown    bool
-}
-
-const progressLogEvery = 30 * time.Second
-
-func newProgress(o *options, repo string) *progress {
-	return &progress{o: o, repo: repo, terminal: isTerminal(os.Stderr) && !o.JSON, last: time.Now()}
-}
-
-func (p *progress) update(ev borg.Progress) {
-	if ev.Type != "archive_progress" || ev.Finished {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	line := fmt.Sprintf("%d files, %s read, %s new", ev.NFiles, humanBytes(uint64(ev.OSize)), humanBytes(uint64(ev.DSize)))
-	if p.terminal {
-		path := ev.Path
-		if len(path) > 60 {
-			path = "…" + path[len(path)-59:]
-		}
-		fmt.Fprintf(os.Stderr, "\r\033[K%s  %s", line, path)
-		p.shown = true
-		return
-	}
-	if time.Since(p.last) >= progressLogEvery {
-		p.last = time.Now()
-		p.o.Log.WithField("repository", p.repo).Infof("progress: %s", line)
-	}
-}
-
-func (p *progress) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprint(os.Stderr, "\r\033[K")
 	}
 }

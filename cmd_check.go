@@ -110,7 +110,7 @@ func runCheck(ctx context.Context, o *options, co borg.CheckOptions, out io.Writ
 // not a warning.
 func checkRepository(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, co borg.CheckOptions) CheckResult {
 	res := CheckResult{Repository: repo.Raw, VerifyData: co.VerifyData}
-	prog := newPercentProgress(o, repo.Raw, "check")
+	prog := newProgressLine(o, repo.Raw, checkProgress)
 	out, err := r.Run(ctx, borg.Call{Args: borg.CheckArgs(repo, co), OnProgress: prog.update})
 	prog.done()
 	if out != nil {
@@ -135,49 +135,6 @@ func checkRepository(ctx context.Context, o *options, r *borg.Runner, repo borg.
 		res.OK = true
 	}
 	return res
-}
-
-// percentProgress shows borg's progress_percent events (check, extract): a live line on a
-// terminal, a log line at most every 30 s otherwise.
-type percentProgress struct {
-	o        *options
-	repo     string
-	what     string
-	terminal bool
-	last     time.Time
-	shown    bool
-}
-
-func newPercentProgress(o *options, repo, what string) *percentProgress {
-	return &percentProgress{o: o, repo: repo, what: what, terminal: isTerminal(os.Stderr) && !o.JSON, last: time.Now()}
-}
-
-func (p *percentProgress) update(ev borg.Progress) {
-	if ev.Finished || (ev.Type != "progress_percent" && ev.Type != "progress_message") {
-		return
-	}
-	msg := strings.TrimSpace(ev.Message)
-	if msg == "" {
-		return
-	}
-	if p.terminal {
-		if len(msg) > 100 {
-			msg = msg[:99] + "…"
-		}
-		fmt.Fprintf(os.Stderr, "\r\033[K%s: %s", p.what, msg)
-		p.shown = true
-		return
-	}
-	if time.Since(p.last) >= progressLogEvery {
-		p.last = time.Now()
-		p.o.Log.WithField("repository", p.repo).Infof("%s: %s", p.what, msg)
-	}
-}
-
-func (p *percentProgress) done() {
-	if p.shown {
-		fmt.Fprint(os.Stderr, "\r\033[K")
-	}
 }
 
 func firstCheckHint(rs []CheckResult) string {

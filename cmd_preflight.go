@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/ssh"
 	"github.com/urfave/cli/v2"
 )
@@ -353,15 +354,5 @@ func sameDevice(a, b string) (bool, error) {
 	return sa.Sys().(*syscall.Stat_t).Dev == sb.Sys().(*syscall.Stat_t).Dev, nil
 }
 
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes formats a size the way du -h does.
+func humanBytes(n uint64) string { return sources.HumanBytes(int64(n)) }

@@ -9,10 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/restore"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/state"
@@ -111,7 +109,7 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 	if err != nil {
 		return err
 	}
-	prog := newExtractProgress(o, repo.Raw)
+	prog := newProgressLine(o, repo.Raw, extractProgress)
 	src := restore.Source{Runner: r, Repo: repo, Archive: name, OnProgress: prog.update}
 	if ro.Target != "" {
 		return restoreToTarget(ctx, o, src, ro, out, prog)
@@ -119,7 +117,7 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 	return restoreInPlace(ctx, o, src, ro, in, out, prog)
 }
 
-func restoreToTarget(ctx context.Context, o *options, src restore.Source, ro restoreOptions, out io.Writer, prog *extractProgress) error {
+func restoreToTarget(ctx context.Context, o *options, src restore.Source, ro restoreOptions, out io.Writer, prog *progressLine) error {
 	res, err := restore.ToTarget(ctx, restore.TargetOptions{Source: src, Dir: ro.Target, Force: ro.Force, Log: o.Log})
 	prog.done()
 	if err != nil {
@@ -249,7 +247,7 @@ func restoreError(err error, target string) error {
 	return &userError{err: err, hint: hint}
 }
 
-func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro restoreOptions, in *os.File, out io.Writer, prog *extractProgress) error {
+func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro restoreOptions, in *os.File, out io.Writer, prog *progressLine) error {
 	docker, err := sources.NewDockerClient(ctx)
 	if err != nil {
 		return &userError{err: err, hint: "start Docker: an in-place restore stops CHT's containers and copies files back into them (or restore --target and copy by hand)"}
@@ -349,58 +347,5 @@ func printInPlaceResult(w io.Writer, res *restore.InPlaceResult) {
 				fmt.Fprintf(w, "  %s\n", cmd)
 			}
 		}
-	}
-}
-
-// extractProgress shows borg extract's progress_percent: a live line on a terminal, otherwise a
-// log line at most every 30 s.
-type extractProgress struct {
-	o        *options
-	repo     string
-	terminal bool
-	mu       sync.Mutex
-	last     time.Time
-	shown    bool
-}
-
-func newExtractProgress(o *options, repo string) *extractProgress {
-	return &extractProgress{o: o, repo: repo, terminal: isTerminal(os.Stderr) && !o.JSON, last: time.Now()}
-}
-
-func (p *extractProgress) update(ev borg.Progress) {
-	if ev.Type != "progress_percent" {
-		return
-	}
-	if ev.Finished {
-		p.done()
-		return
-	}
-	if ev.Total <= 0 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	line := fmt.Sprintf("extracting: %5.1f%%, %s of %s", ev.Current/ev.Total*100, humanBytes(uint64(ev.Current)), humanBytes(uint64(ev.Total)))
-	if p.terminal {
-		_, path, _ := strings.Cut(ev.Message, "Extracting: ")
-		if len(path) > 60 {
-			path = "…" + path[len(path)-59:]
-		}
-		fmt.Fprintf(os.Stderr, "\r\033[K%s  %s", line, path)
-		p.shown = true
-		return
-	}
-	if time.Since(p.last) >= progressLogEvery {
-		p.last = time.Now()
-		p.o.Log.WithField("repository", p.repo).Infof("progress: %s", line)
-	}
-}
-
-func (p *extractProgress) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprint(os.Stderr, "\r\033[K")
-		p.shown = false
 	}
 }

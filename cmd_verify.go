@@ -60,7 +60,7 @@ func runVerify(ctx context.Context, o *options, archive string, out io.Writer) (
 			results = append(results, restore.VerifyResult{Repository: repo.Raw, Archive: archive, Reason: oneLine(err.Error()), Err: err, Started: time.Now().UTC()})
 			continue
 		}
-		prog := newExtractProgress(o, repo.Raw)
+		prog := newProgressLine(o, repo.Raw, extractProgress)
 		res := restore.Verify(ctx, restore.VerifyOptions{
 			Source:   restore.Source{Runner: r, Repo: repo, Archive: name, OnProgress: prog.update},
 			StateDir: o.StateDir,

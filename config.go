@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -85,7 +86,12 @@ func loadOptions(c *cli.Context) (*options, error) {
 	case errorsIsNotExist(err) && !c.IsSet("config"):
 		// no config file at the default place: flags and environment only
 	default:
-		return nil, &userError{err: err, hint: "create the config file (KEY=VALUE lines, see the README) or point --config at it", code: exitUsage}
+		msg := err.Error() // a syntax error names the line
+		if cause := errors.Unwrap(err); cause != nil {
+			msg = cause.Error() // e.g. "no such file or directory"
+		}
+		return nil, &userError{err: fmt.Errorf("cannot read config file %s: %s", cfgPath, msg),
+			hint: "create the config file (KEY=VALUE lines, see the README) or point --config at it", code: exitUsage}
 	}
 	known := map[string]bool{"BORG_PASSPHRASE": true, "BORG_PASSCOMMAND": true}
 	if c.App != nil {

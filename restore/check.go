@@ -123,7 +123,7 @@ func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locat
 			gc.Problems = append(gc.Problems, fmt.Sprintf("%d of %d directories are missing", want.Dirs-got.Dirs, want.Dirs))
 		}
 		if got.Bytes < want.Bytes {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%s fewer than counted at backup time (files were cut short)", HumanBytes(want.Bytes-got.Bytes)))
+			gc.Problems = append(gc.Problems, fmt.Sprintf("%s fewer than counted at backup time (files were cut short)", sources.HumanBytes(want.Bytes-got.Bytes)))
 		}
 		gc.Grew = got.Files > want.Files || got.Bytes > want.Bytes || got.Dirs > want.Dirs
 		gc.Problems = append(gc.Problems, checkDatabases(m, g.Name, locate)...)
@@ -145,9 +145,9 @@ func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locat
 
 // groupLine says in one line what `ls -R | wc -l`, `du` and `md5sum -c` would have shown.
 func groupLine(gc GroupCheck) string {
-	got := fmt.Sprintf("%s, %s", plural(gc.Restored.Files, "file"), HumanBytes(gc.Restored.Bytes))
+	got := fmt.Sprintf("%s, %s", plural(gc.Restored.Files, "file"), sources.HumanBytes(gc.Restored.Bytes))
 	if gc.Restored.Dirs > 0 {
-		got = fmt.Sprintf("%s in %s, %s", plural(gc.Restored.Files, "file"), plural(gc.Restored.Dirs, "directory"), HumanBytes(gc.Restored.Bytes))
+		got = fmt.Sprintf("%s in %s, %s", plural(gc.Restored.Files, "file"), plural(gc.Restored.Dirs, "directory"), sources.HumanBytes(gc.Restored.Bytes))
 	}
 	if !gc.OK {
 		return fmt.Sprintf("%s: %s", got, strings.Join(gc.Problems, "; "))
@@ -159,7 +159,7 @@ func groupLine(gc GroupCheck) string {
 			more = append(more, plural(d, "file"))
 		}
 		if d := gc.Restored.Bytes - gc.Manifest.Bytes; d > 0 {
-			more = append(more, HumanBytes(d))
+			more = append(more, sources.HumanBytes(d))
 		}
 		if len(more) == 0 {
 			more = append(more, plural(gc.Restored.Dirs-gc.Manifest.Dirs, "directory"))
@@ -311,7 +311,7 @@ func checkDatabases(m *sources.Manifest, group string, locate func(string) strin
 		case c.files < wantFiles:
 			problems = append(problems, fmt.Sprintf("database %s has %d of its %d %s", db.Name, c.files, wantFiles, what))
 		case c.bytes < wantBytes:
-			problems = append(problems, fmt.Sprintf("database %s: its %s hold %s fewer than at backup time", db.Name, what, HumanBytes(wantBytes-c.bytes)))
+			problems = append(problems, fmt.Sprintf("database %s: its %s hold %s fewer than at backup time", db.Name, what, sources.HumanBytes(wantBytes-c.bytes)))
 		}
 	}
 	return problems

@@ -212,7 +212,7 @@ func checkSpace(dir string, need int64) (free int64, err error) {
 	free = int64(st.Bavail) * int64(st.Bsize)
 	want := need + need/20 + 16<<20
 	if free < want {
-		return free, fmt.Errorf("%s has %s free, but the archive needs about %s there: %w", p, HumanBytes(free), HumanBytes(want), ErrNoSpace)
+		return free, fmt.Errorf("%s has %s free, but the archive needs about %s there: %w", p, sources.HumanBytes(free), sources.HumanBytes(want), ErrNoSpace)
 	}
 	return free, nil
 }
@@ -224,20 +224,6 @@ func archiveBytes(m *sources.Manifest) int64 {
 		n += g.Bytes
 	}
 	return n
-}
-
-// HumanBytes formats a size the way du -h does, in binary units.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func unwrapPath(err error) error {

@@ -46,8 +46,8 @@ type Plan struct {
 	ArchiveHost    string                 `json:"archive_host"`
 	CHTVersion     string                 `json:"cht_version,omitempty"`
 	Stamp          string                 `json:"stamp"`
-	Host           HostPaths              `json:"host"`              // what the restored .env resolves to
-	Current        *HostPaths             `json:"current,omitempty"` // what this host's .env resolves to, when it has one
+	Host           sources.HostPaths      `json:"host"`              // what the restored .env resolves to
+	Current        *sources.HostPaths     `json:"current,omitempty"` // what this host's .env resolves to, when it has one
 	Containers     []ContainerState       `json:"containers"`        // stopped, then started again
 	ContainerParts []PlannedContainerPart `json:"container_parts"`
 	MoveAside      []string               `json:"move_aside"`
@@ -120,11 +120,11 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("the archive's .env cannot be read: %w", err)
 	}
-	p.Host = ResolveHostPaths(chtDir, restoredEnv)
+	p.Host = sources.ResolveHostPaths(chtDir, restoredEnv)
 
-	cur := ResolveHostPaths(chtDir, nil)
+	cur := sources.ResolveHostPaths(chtDir, nil)
 	if env, err := sources.ParseEnvFile(p.Host.EnvFile); err == nil {
-		cur = ResolveHostPaths(chtDir, env)
+		cur = sources.ResolveHostPaths(chtDir, env)
 		p.Current = &cur
 	} else if _, serr := os.Stat(p.Host.EnvFile); serr == nil {
 		p.Notes = append(p.Notes, fmt.Sprintf("this host's %s cannot be read (%v); it is moved aside like the rest", p.Host.EnvFile, err))
@@ -264,7 +264,7 @@ func (p *Plan) Describe(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  (%s)\n", what)
 	fmt.Fprintf(w, "  1. extract the archive next to the CouchDB data, in %s (CHT keeps running; needs about %s, %s free)\n",
-		p.ScratchParent, HumanBytes(p.NeedBytes), HumanBytes(p.FreeBytes))
+		p.ScratchParent, sources.HumanBytes(p.NeedBytes), sources.HumanBytes(p.FreeBytes))
 	var names []string
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		c := p.Containers[i]

@@ -99,47 +99,10 @@ func TargetLayout(m *sources.Manifest, dir string) []Placement {
 	return ps
 }
 
-// HostPaths are where a CHT host keeps its files, resolved from an .env the way sources.Discover
-// does (relative values against <cht>/upgrade-service/).
-type HostPaths struct {
-	CHTDir      string `json:"cht_dir"`
-	EnvFile     string `json:"env_file"`
-	CouchDBData string `json:"couchdb_data"`
-	ComposePath string `json:"compose_path"`
-	Project     string `json:"compose_project"`
-}
-
-// ResolveHostPaths applies env (the parsed .env; nil means none) to the CHT directory chtDir.
-func ResolveHostPaths(chtDir string, env map[string]string) HostPaths {
-	chtDir = filepath.Clean(chtDir)
-	us := filepath.Join(chtDir, "upgrade-service")
-	resolve := func(key, def string) string {
-		v := env[key]
-		if v == "" {
-			return def
-		}
-		if !filepath.IsAbs(v) {
-			v = filepath.Join(us, v)
-		}
-		return filepath.Clean(v)
-	}
-	h := HostPaths{
-		CHTDir:      chtDir,
-		EnvFile:     filepath.Join(us, ".env"),
-		CouchDBData: resolve(sources.EnvCouchDBData, filepath.Join(chtDir, "couchdb")),
-		ComposePath: resolve(sources.EnvComposePath, filepath.Join(chtDir, "compose")),
-		Project:     env[sources.EnvProjectName],
-	}
-	if h.Project == "" {
-		h.Project = sources.DefaultProjectName
-	}
-	return h
-}
-
 // InPlaceLayout says where each host part of the archive goes on this host, given the paths the
 // restored .env resolves to (see the package doc). The manifest and the container parts are not
 // placed on the host.
-func InPlaceLayout(m *sources.Manifest, h HostPaths) []Placement {
+func InPlaceLayout(m *sources.Manifest, h sources.HostPaths) []Placement {
 	ps := []Placement{
 		{Group: sources.GroupCouchDB, From: couchDBRoot(m), To: h.CouchDBData},
 		{Group: sources.GroupEnv, From: envRoot(m), To: h.EnvFile},

@@ -68,18 +68,18 @@ func TestInPlaceLayoutFollowsTheRestoredEnv(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
-		want HostPaths
+		want sources.HostPaths
 	}{
 		{"defaults under the new cht dir", map[string]string{},
-			HostPaths{"/opt/cht", "/opt/cht/upgrade-service/.env", "/opt/cht/couchdb", "/opt/cht/compose", "cht"}},
+			sources.HostPaths{CHTDir: "/opt/cht", EnvFile: "/opt/cht/upgrade-service/.env", CouchDBData: "/opt/cht/couchdb", ComposePath: "/opt/cht/compose", Project: "cht"}},
 		{"absolute values", map[string]string{"COUCHDB_DATA": "/srv/couch", "CHT_COMPOSE_PATH": "/srv/compose", "CHT_COMPOSE_PROJECT_NAME": "prod"},
-			HostPaths{"/opt/cht", "/opt/cht/upgrade-service/.env", "/srv/couch", "/srv/compose", "prod"}},
+			sources.HostPaths{CHTDir: "/opt/cht", EnvFile: "/opt/cht/upgrade-service/.env", CouchDBData: "/srv/couch", ComposePath: "/srv/compose", Project: "prod"}},
 		{"relative to upgrade-service", map[string]string{"COUCHDB_DATA": "../couchdb", "CHT_COMPOSE_PATH": "./../compose/"},
-			HostPaths{"/opt/cht", "/opt/cht/upgrade-service/.env", "/opt/cht/couchdb", "/opt/cht/compose", "cht"}},
+			sources.HostPaths{CHTDir: "/opt/cht", EnvFile: "/opt/cht/upgrade-service/.env", CouchDBData: "/opt/cht/couchdb", ComposePath: "/opt/cht/compose", Project: "cht"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := ResolveHostPaths("/opt/cht/", tt.env)
+			h := sources.ResolveHostPaths("/opt/cht/", tt.env)
 			if h != tt.want {
 				t.Fatalf("host paths\n got %+v\nwant %+v", h, tt.want)
 			}

@@ -72,22 +72,8 @@ func Discover(chtDir string) (*Layout, error) {
 	}
 	sort.Strings(l.EnvKeys)
 
-	resolve := func(key, def string) string {
-		v := env[key]
-		if v == "" {
-			return def
-		}
-		if !filepath.IsAbs(v) {
-			v = filepath.Join(us, v)
-		}
-		return filepath.Clean(v)
-	}
-	l.CouchDBData = resolve(EnvCouchDBData, filepath.Join(l.CHTDir, "couchdb"))
-	l.ComposePath = resolve(EnvComposePath, filepath.Join(l.CHTDir, "compose"))
-	l.ProjectName = env[EnvProjectName]
-	if l.ProjectName == "" {
-		l.ProjectName = DefaultProjectName
-	}
+	h := ResolveHostPaths(l.CHTDir, env)
+	l.CouchDBData, l.ComposePath, l.ProjectName = h.CouchDBData, h.ComposePath, h.Project
 
 	if err := checkReadableDir(l.CouchDBData); err != nil {
 		return nil, fmt.Errorf("CouchDB data directory %s (COUCHDB_DATA in %s) %v", l.CouchDBData, l.EnvFile, err)
@@ -133,4 +119,55 @@ func checkReadableDir(dir string) error {
 		return fmt.Errorf("cannot be read: %v; check its permissions and run as root", unwrapPathError(err))
 	}
 	return nil
+}
+
+// HostPaths are where a CHT host keeps its files, resolved from its .env: relative values
+// against <cht>/upgrade-service/ (as docker compose resolves them), empty ones take the defaults.
+type HostPaths struct {
+	CHTDir      string `json:"cht_dir"`
+	EnvFile     string `json:"env_file"`
+	CouchDBData string `json:"couchdb_data"`
+	ComposePath string `json:"compose_path"`
+	Project     string `json:"compose_project"`
+}
+
+// ResolveHostPaths applies env (the parsed .env; nil means none) to the CHT directory chtDir.
+func ResolveHostPaths(chtDir string, env map[string]string) HostPaths {
+	chtDir = filepath.Clean(chtDir)
+	us := filepath.Join(chtDir, "upgrade-service")
+	resolve := func(key, def string) string {
+		v := env[key]
+		if v == "" {
+			return def
+		}
+		if !filepath.IsAbs(v) {
+			v = filepath.Join(us, v)
+		}
+		return filepath.Clean(v)
+	}
+	h := HostPaths{
+		CHTDir:      chtDir,
+		EnvFile:     filepath.Join(us, ".env"),
+		CouchDBData: resolve(EnvCouchDBData, filepath.Join(chtDir, "couchdb")),
+		ComposePath: resolve(EnvComposePath, filepath.Join(chtDir, "compose")),
+		Project:     env[EnvProjectName],
+	}
+	if h.Project == "" {
+		h.Project = DefaultProjectName
+	}
+	return h
+}
+
+// HumanBytes formats a size the way du -h does, in binary units.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

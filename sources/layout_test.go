@@ -219,3 +219,11 @@ func assertNoSecret(t *testing.T, tree *sourcestest.Tree, text string) {
 		}
 	}
 }
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 163 << 10: "163.0 KiB", 5 << 30: "5.0 GiB"} {
+		if got := HumanBytes(n); got != want {
+			t.Errorf("%d: %s, want %s", n, got, want)
+		}
+	}
+}
