@@ -244,6 +244,20 @@ func TestBackupNeverShowsEnvValues(t *testing.T) {
 				t.Fatalf("backup %v printed an .env value", extra)
 			}
 		}
+		if strings.Contains(strings.Join(extra, " "), "--log-format json") {
+			// For journald and log shippers: every log line is one JSON object.
+			n := 0
+			for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(l), &m); err != nil || m["level"] == nil || m["msg"] == nil {
+					t.Fatalf("log line is not a JSON record: %q (%v)", l, err)
+				}
+				n++
+			}
+			if n == 0 {
+				t.Fatal("-v with --log-format json logged nothing")
+			}
+		}
 	}
 }
 
