@@ -187,10 +187,67 @@ func checkPassphraseSource(l *Checklist, o *options) {
 	}
 }
 
+// shellSplit splits a command line the way Python's shlex.split does (borg splits
+// BORG_PASSCOMMAND so): whitespace separates words, single quotes keep everything literally,
+// double quotes allow \" \\ \$ and \` escapes, a backslash outside quotes escapes the next
+// character.
+func shellSplit(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("has an unclosed single quote")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("has an unclosed double quote")
+			}
+			inWord = true
+		case c == '\\':
+			if i+1 < len(s) {
+				i++
+				cur.WriteByte(s[i])
+			}
+			inWord = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
 // tryPassCommand runs BORG_PASSCOMMAND as borg would (shlex split, no shell) and checks it
 // prints something, without keeping what it printed.
 func tryPassCommand(cmdline string) error {
-	fields := strings.Fields(cmdline)
+	fields, err := shellSplit(cmdline)
+	if err != nil {
+		return err
+	}
 	if len(fields) == 0 {
 		return errors.New("is empty")
 	}

@@ -84,3 +84,29 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestShellSplitLikeShlex(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"pass show borg/cht", []string{"pass", "show", "borg/cht"}},
+		{"cat '/etc/my secrets/pass'", []string{"cat", "/etc/my secrets/pass"}},
+		{`sh -c "echo \"a b\""`, []string{"sh", "-c", `echo "a b"`}},
+		{`cat /a\ b`, []string{"cat", "/a b"}},
+		{"  spaced\t out  ", []string{"spaced", "out"}},
+		{`x''y "" z`, []string{"xy", "", "z"}},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		got, err := shellSplit(tt.in)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q: got %q %v, want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"cat 'open", `echo "open`} {
+		if _, err := shellSplit(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
