@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
 	"github.com/urfave/cli/v2"
 )
 
@@ -108,7 +109,7 @@ func printArchives(w io.Writer, repos []borg.Repository, all []Archive) {
 				mark = "  (partial: left by an interrupted backup)"
 			}
 			fmt.Fprintf(w, "  %-32s %s  %7d files  %10s original  %10s deduplicated%s\n", a.Name, a.Time.Format(time.RFC3339),
-				a.Files, humanBytes(uint64(a.OriginalSize)), humanBytes(uint64(a.DeduplicatedSize)), mark)
+				a.Files, sources.HumanBytes(a.OriginalSize), sources.HumanBytes(a.DeduplicatedSize), mark)
 		}
 		if n == 0 {
 			fmt.Fprintln(w, "  no archives yet (run `cht-backup backup`)")

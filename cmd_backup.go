@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
-	"github.com/cht-backup/cht-backup/ssh"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/docker/docker/client"
 	"github.com/urfave/cli/v2"
@@ -107,7 +106,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		return nil, err
 	}
 	for _, s := range bo.Skip {
-		if !contains(sources.SkippableParts, s) {
+		if !slices.Contains(sources.SkippableParts, s) {
 			return nil, usageErrorf("--skip %q: choose from %s", s, strings.Join(sources.SkippableParts, ", "))
 		}
 	}
@@ -140,7 +139,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		log.Warnf("removed staging left by an earlier run that was killed: %s", strings.Join(removed, ", "))
 	}
 	var docker *client.Client
-	if !(contains(bo.Skip, sources.PartTLS) && contains(bo.Skip, sources.PartCredentials)) {
+	if !(slices.Contains(bo.Skip, sources.PartTLS) && slices.Contains(bo.Skip, sources.PartCredentials)) {
 		docker, err = sources.NewDockerClient(ctx)
 		if err != nil {
 			return nil, &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
@@ -154,7 +153,8 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
 	})
 	if err != nil {
-		return nil, &userError{err: err, hint: gatherHint(err)}
+		// sources' errors name what is missing and what to check; the hint only adds the outcome.
+		return nil, &userError{err: err, hint: "fix what the line above names and run the backup again; nothing was archived"}
 	}
 	defer func() {
 		if err := g.Close(); err != nil {
@@ -277,13 +277,7 @@ func checkReachable(ctx context.Context, o *options, repo borg.Repository) error
 		}
 		return nil
 	}
-	t := ssh.Target{User: repo.User, Host: repo.Host, Port: repo.Port}
-	if t.User == "" {
-		if u, err := user.Current(); err == nil {
-			t.User = u.Username
-		}
-	}
-	c, err := ssh.Dial(ctx, ssh.Config{KeyFile: o.SSHKey, KnownHostsFile: o.KnownHosts, UseAgent: true}, t)
+	c, _, err := o.dialRepository(ctx, repo)
 	if err != nil {
 		return err
 	}
@@ -325,29 +319,6 @@ func firstHint(ss []BackupSummary) string {
 	return "run again with -v to see borg's full output"
 }
 
-// gatherHint says what to do when the CHT state cannot be gathered.
-func gatherHint(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, ".env"):
-		return "check --cht-dir: it must be the CHT directory holding upgrade-service/.env"
-	case strings.Contains(msg, "container"):
-		return "check that the CHT containers exist (`docker ps -a`), or leave a part out with --skip tls / --skip credentials"
-	case strings.Contains(msg, "COUCHDB_DATA"), strings.Contains(msg, "CouchDB"):
-		return "check COUCHDB_DATA in upgrade-service/.env and that cht-backup runs as root"
-	}
-	return "fix the cause above and run again; nothing was archived"
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func printBackupReport(w io.Writer, rep BackupReport) {
 	if rep.DryRun {
 		fmt.Fprintf(w, "dry run: nothing was written. Archive %s would hold, in this order:\n", rep.Archive)
@@ -355,7 +326,7 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 		for _, g := range rep.Groups {
-			fmt.Fprintf(w, "  group %-16s %6d files %10s\n", g.Name, g.Files, humanBytes(uint64(g.Bytes)))
+			fmt.Fprintf(w, "  group %-16s %6d files %10s\n", g.Name, g.Files, sources.HumanBytes(g.Bytes))
 		}
 	}
 	for _, s := range rep.Skipped {
@@ -372,8 +343,8 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 			fmt.Fprintf(w, "ok      %s: %d files would be archived\n", s.Repository, s.Files)
 		default:
 			fmt.Fprintf(w, "ok      %s: archive %s, %d files, original %s, compressed %s, deduplicated %s, %s\n",
-				s.Repository, s.Archive, s.Files, humanBytes(uint64(s.OriginalSize)), humanBytes(uint64(s.CompressedSize)),
-				humanBytes(uint64(s.DeduplicatedSize)), (time.Duration(s.DurationSeconds * float64(time.Second))).Round(time.Second))
+				s.Repository, s.Archive, s.Files, sources.HumanBytes(s.OriginalSize), sources.HumanBytes(s.CompressedSize),
+				sources.HumanBytes(s.DeduplicatedSize), (time.Duration(s.DurationSeconds * float64(time.Second))).Round(time.Second))
 		}
 		for _, wn := range s.Warnings {
 			fmt.Fprintf(w, "warning %s: %s\n", s.Repository, wn.Message)

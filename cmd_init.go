@@ -40,6 +40,8 @@ type InitResult struct {
 	KeyFile        string `json:"key_file"`
 	PaperKeyFile   string `json:"paper_key_file"`
 	AuthorizedKeys string `json:"authorized_keys,omitempty"`
+
+	user string // the ssh user of the repository, for the printed advice
 }
 
 func runInit(c *cli.Context, o *options, out io.Writer) error {
@@ -71,7 +73,7 @@ func runInit(c *cli.Context, o *options, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "        key exported to %s and %s (mode 0600)\n", res.KeyFile, res.PaperKeyFile)
 		if res.AuthorizedKeys != "" {
-			fmt.Fprintf(out, "        on the backup server, ~%s/.ssh/authorized_keys should hold this line for this host, so that\n", userOr(res.Repository))
+			fmt.Fprintf(out, "        on the backup server, ~%s/.ssh/authorized_keys should hold this line for this host, so that\n", res.user)
 			fmt.Fprintf(out, "        append-only is enforced by the server and a compromised client cannot delete archives:\n")
 			fmt.Fprintf(out, "        %s\n", res.AuthorizedKeys)
 		}
@@ -82,16 +84,11 @@ func runInit(c *cli.Context, o *options, out io.Writer) error {
 	return nil
 }
 
-func userOr(repoURL string) string {
-	r, err := borg.ParseRepository(repoURL)
-	if err != nil || r.User == "" {
-		return "borg"
-	}
-	return r.User
-}
-
 func initOne(c *cli.Context, o *options, r *borg.Runner, repo borg.Repository, keyDir string) (InitResult, error) {
-	res := InitResult{Repository: repo.Raw}
+	res := InitResult{Repository: repo.Raw, user: repo.User}
+	if res.user == "" {
+		res.user = "borg"
+	}
 	ctx := c.Context
 	_, err := r.Run(ctx, borg.Call{Args: borg.InitArgs(repo)})
 	switch {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -313,9 +314,9 @@ func checkLocalRepository(l *Checklist, o *options, repo borg.Repository) {
 	if err := syscall.Statfs(existing, &fs); err == nil {
 		free := fs.Bavail * uint64(fs.Bsize)
 		if free < minFreeBytes {
-			l.warn(name, "free space", humanBytes(free)+" free", "make room on the medium before the first backup")
+			l.warn(name, "free space", sources.HumanBytes(int64(free))+" free", "make room on the medium before the first backup")
 		} else {
-			l.ok(name, "free space", humanBytes(free)+" free")
+			l.ok(name, "free space", sources.HumanBytes(int64(free))+" free")
 		}
 	}
 	// A copy on the same disk as the data protects against mistakes, not against a dead disk.
@@ -326,14 +327,7 @@ func checkLocalRepository(l *Checklist, o *options, repo borg.Repository) {
 
 func checkRemoteRepository(c *cli.Context, l *Checklist, o *options, repo borg.Repository) {
 	name := repo.Raw
-	target := ssh.Target{User: repo.User, Host: repo.Host, Port: repo.Port}
-	if target.User == "" {
-		if u, err := user.Current(); err == nil {
-			target.User = u.Username
-		}
-	}
-	cfg := ssh.Config{KeyFile: o.SSHKey, KnownHostsFile: o.KnownHosts, UseAgent: true}
-	client, err := ssh.Dial(c.Context, cfg, target)
+	client, target, err := o.dialRepository(c.Context, repo)
 	if err != nil {
 		l.failErr(name, "ssh", err, "")
 		return
@@ -378,10 +372,23 @@ func checkRemoteRepository(c *cli.Context, l *Checklist, o *options, repo borg.R
 	if p.FreeErr != nil {
 		l.failErr(name, "free space", p.FreeErr, "")
 	} else if p.FreeBytes < minFreeBytes {
-		l.warn(name, "free space", humanBytes(p.FreeBytes)+" free on the repository filesystem", "make room on the backup server before the first backup")
+		l.warn(name, "free space", sources.HumanBytes(int64(p.FreeBytes))+" free on the repository filesystem", "make room on the backup server before the first backup")
 	} else {
-		l.ok(name, "free space", humanBytes(p.FreeBytes)+" free on the repository filesystem")
+		l.ok(name, "free space", sources.HumanBytes(int64(p.FreeBytes))+" free on the repository filesystem")
 	}
+}
+
+// dialRepository opens the SSH connection to a remote repository's server the way borg will
+// reach it: same user (ssh's default: the local user), key and known_hosts.
+func (o *options) dialRepository(ctx context.Context, repo borg.Repository) (*ssh.Client, ssh.Target, error) {
+	t := ssh.Target{User: repo.User, Host: repo.Host, Port: repo.Port}
+	if t.User == "" {
+		if u, err := user.Current(); err == nil {
+			t.User = u.Username
+		}
+	}
+	c, err := ssh.Dial(ctx, ssh.Config{KeyFile: o.SSHKey, KnownHostsFile: o.KnownHosts, UseAgent: true}, t)
+	return c, t, err
 }
 
 func nearestExisting(p string) string {
@@ -410,6 +417,3 @@ func sameDevice(a, b string) (bool, error) {
 	}
 	return sa.Sys().(*syscall.Stat_t).Dev == sb.Sys().(*syscall.Stat_t).Dev, nil
 }
-
-// humanBytes formats a size the way du -h does.
-func humanBytes(n uint64) string { return sources.HumanBytes(int64(n)) }

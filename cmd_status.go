@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
@@ -283,7 +284,7 @@ func printStatus(w io.Writer, rep StatusReport, now time.Time) {
 		if s := r.LastSuccessfulBackup; s != nil {
 			line := fmt.Sprintf("%s (%s ago), archive %s", when(s.End), humanAge(now.Sub(s.End)), s.Archive)
 			if s.Files > 0 || s.OriginalSize > 0 {
-				line += fmt.Sprintf(", %d files, %s, %s new", s.Files, humanBytes(uint64(s.OriginalSize)), humanBytes(uint64(s.DeduplicatedSize)))
+				line += fmt.Sprintf(", %d files, %s, %s new", s.Files, sources.HumanBytes(s.OriginalSize), sources.HumanBytes(s.DeduplicatedSize))
 			}
 			fmt.Fprintf(w, "  last backup ok:   %s\n", line)
 		} else {

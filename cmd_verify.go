@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/restore"
+	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
@@ -108,7 +109,7 @@ func printVerifyResults(w io.Writer, results []restore.VerifyResult) {
 		took := time.Duration(res.DurationSeconds * float64(time.Second)).Round(time.Second)
 		if res.OK {
 			fmt.Fprintf(w, "  verdict: OK, the archive restores: %d files (%s) match what was backed up; took %s; the scratch copy is removed\n",
-				res.Files, humanBytes(uint64(res.Bytes)), took)
+				res.Files, sources.HumanBytes(res.Bytes), took)
 		} else {
 			fmt.Fprintf(w, "  verdict: FAILED: %s\n", res.Reason)
 		}

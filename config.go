@@ -83,7 +83,7 @@ func loadOptions(c *cli.Context) (*options, error) {
 	switch {
 	case err == nil:
 		fileEnv = vals
-	case errorsIsNotExist(err) && !c.IsSet("config"):
+	case errors.Is(err, fs.ErrNotExist) && !c.IsSet("config"):
 		// no config file at the default place: flags and environment only
 	default:
 		msg := err.Error() // a syntax error names the line
@@ -128,6 +128,7 @@ func loadOptions(c *cli.Context) (*options, error) {
 		KnownHosts:     c.String("known-hosts"),
 		ChtDir:         c.String("cht-dir"),
 		StateDir:       c.String("state-dir"),
+		JSON:           c.Bool("json"), // false for commands without --json
 		LockWait:       c.Duration("lock-wait"),
 		RepoLockWait:   c.Int("repo-lock-wait"),
 		Retries:        c.Int("retries"),
@@ -136,9 +137,6 @@ func loadOptions(c *cli.Context) (*options, error) {
 		HealthcheckURL: c.String("healthcheck-url"),
 		Log:            log,
 		fileEnv:        fileEnv,
-	}
-	if c.Command.Flags != nil && hasFlag(c.Command.Flags, "json") {
-		o.JSON = c.Bool("json")
 	}
 	if o.MetricsFile == "" {
 		o.MetricsFile = filepath.Join(o.StateDir, "metrics", "cht_backup.prom")
@@ -172,31 +170,6 @@ func markKnown(cmds []*cli.Command, known map[string]bool) {
 		}
 		markKnown(cmd.Subcommands, known)
 	}
-}
-
-func hasFlag(flags []cli.Flag, name string) bool {
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func errorsIsNotExist(err error) bool {
-	for e := err; e != nil; {
-		if os.IsNotExist(e) {
-			return true
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		e = u.Unwrap()
-	}
-	return false
 }
 
 // requireRepos fails when no repository was configured.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
 )
 
 // progressLogEvery is how often a run without a terminal logs its progress.
@@ -70,7 +71,7 @@ func createProgress(ev borg.Progress) (string, string, bool) {
 	if ev.Type != "archive_progress" {
 		return "", "", false
 	}
-	return fmt.Sprintf("%d files, %s read, %s new", ev.NFiles, humanBytes(uint64(ev.OSize)), humanBytes(uint64(ev.DSize))), ev.Path, true
+	return fmt.Sprintf("%d files, %s read, %s new", ev.NFiles, sources.HumanBytes(ev.OSize), sources.HumanBytes(ev.DSize)), ev.Path, true
 }
 
 // extractProgress formats borg extract's progress_percent.
@@ -79,7 +80,7 @@ func extractProgress(ev borg.Progress) (string, string, bool) {
 		return "", "", false
 	}
 	_, path, _ := strings.Cut(ev.Message, "Extracting: ")
-	return fmt.Sprintf("extracting: %5.1f%%, %s of %s", ev.Current/ev.Total*100, humanBytes(uint64(ev.Current)), humanBytes(uint64(ev.Total))), path, true
+	return fmt.Sprintf("extracting: %5.1f%%, %s of %s", ev.Current/ev.Total*100, sources.HumanBytes(int64(ev.Current)), sources.HumanBytes(int64(ev.Total))), path, true
 }
 
 // checkProgress formats borg check's progress messages.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cht-backup/cht-backup/sources"
 )
 
 // The end-to-end tests run the built binary as a user would, against the real borg, the test
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 				fmt.Fprintf(os.Stderr, "scripts/test-env.sh failed: %v\n", err)
 				return 2
 			}
-			testEnv, err = readEnvFile(filepath.Join(envOr("CHT_BACKUP_TESTENV", "/var/tmp/cht-backup-testenv"), "env"))
+			testEnv, err = sources.ParseEnvFile(filepath.Join(envOr("CHT_BACKUP_TESTENV", "/var/tmp/cht-backup-testenv"), "env"))
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 2
@@ -62,22 +63,6 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	m := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			m[k] = v
-		}
-	}
-	return m, sc.Err()
 }
 
 // needEnv skips a test loudly when the real components cannot be had.

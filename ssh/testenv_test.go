@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cht-backup/cht-backup/sources"
 )
 
 // testEnv is the real test environment written by scripts/test-env.sh:
@@ -82,19 +84,9 @@ func loadTestEnv(t *testing.T) testEnv {
 }
 
 func readTestEnv(file string) (testEnv, error) {
-	f, err := os.Open(file)
+	// The setup script writes a plain KEY=VALUE file: read it as any env file is read.
+	kv, err := sources.ParseEnvFile(file)
 	if err != nil {
-		return testEnv{}, err
-	}
-	defer f.Close()
-	kv := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			kv[k] = v
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return testEnv{}, err
 	}
 	port, err := strconv.Atoi(kv["SSH_PORT"])
