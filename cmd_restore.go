@@ -58,21 +58,15 @@ func restoreCommand() *cli.Command {
 			case ro.Force && ro.InPlace:
 				return usageErrorf("--force is for --target; an in-place restore always moves what it replaces aside")
 			}
-			// A restore holds the host lock (never beside a backup) and is recorded like any job.
-			return runJob(c.Context, o, state.JobRestore, func(ctx context.Context) ([]state.Outcome, error) {
-				start := time.Now()
-				err := runRestore(ctx, o, ro, os.Stdin, os.Stdout)
-				if len(o.Repos) == 0 {
-					return nil, err
+			if ro.Target != "" {
+				// --force there would move the live CouchDB directory from under the running CouchDB.
+				t, _ := filepath.Abs(ro.Target)
+				c, _ := filepath.Abs(o.ChtDir)
+				if filepath.Clean(t) == filepath.Clean(c) {
+					return usageErrorf("--target %s is the CHT directory itself; restore onto this host with --in-place, or choose another directory", ro.Target)
 				}
-				oc := state.Outcome{Repository: o.Repos[0].Raw, Archive: ro.Archive, Start: start, End: time.Now()}
-				if err != nil && exitCode(err) != exitWarning {
-					oc.Error, oc.Hint = oneLine(err.Error()), hintOf(err)
-				} else if err != nil {
-					oc.Warnings = []string{oneLine(err.Error())}
-				}
-				return []state.Outcome{oc}, err
-			})
+			}
+			return runRestore(c.Context, o, ro, os.Stdin, os.Stdout)
 		}),
 	}
 }
@@ -85,17 +79,12 @@ type restoreOptions struct {
 	Yes     bool
 }
 
+// runRestore finds the archive and, for --in-place, shows the plan and asks, all before it takes
+// the host lock: only the part that changes this host runs as a job (locked, recorded, pinged), so
+// a restore that was declined records nothing and a waiting question never holds up a backup.
 func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File, out io.Writer) error {
 	if err := o.requireRepos(); err != nil {
 		return err
-	}
-	if ro.Target != "" {
-		// --force there would move the live CouchDB directory from under the running CouchDB.
-		t, _ := filepath.Abs(ro.Target)
-		c, _ := filepath.Abs(o.ChtDir)
-		if filepath.Clean(t) == filepath.Clean(c) {
-			return usageErrorf("--target %s is the CHT directory itself; restore onto this host with --in-place, or choose another directory", ro.Target)
-		}
 	}
 	repo := o.Repos[0]
 	if len(o.Repos) > 1 {
@@ -111,10 +100,23 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 	}
 	prog := newProgressLine(o, repo.Raw, extractProgress)
 	src := restore.Source{Runner: r, Repo: repo, Archive: name, OnProgress: prog.update}
-	if ro.Target != "" {
-		return restoreToTarget(ctx, o, src, ro, out, prog)
+	asJob := func(body func(ctx context.Context) error) error {
+		return runJob(ctx, o, state.JobRestore, func(ctx context.Context) ([]state.Outcome, error) {
+			start := time.Now()
+			err := body(ctx)
+			oc := state.Outcome{Repository: repo.Raw, Archive: name, Start: start, End: time.Now()}
+			if exitCode(err) == exitWarning {
+				oc.Warnings = []string{oneLine(err.Error())}
+			} else if err != nil {
+				oc.Error, oc.Hint = oneLine(err.Error()), hintOf(err)
+			}
+			return []state.Outcome{oc}, err
+		})
 	}
-	return restoreInPlace(ctx, o, src, ro, in, out, prog)
+	if ro.Target != "" {
+		return asJob(func(ctx context.Context) error { return restoreToTarget(ctx, o, src, ro, out, prog) })
+	}
+	return restoreInPlace(ctx, o, src, ro, in, out, prog, asJob)
 }
 
 func restoreToTarget(ctx context.Context, o *options, src restore.Source, ro restoreOptions, out io.Writer, prog *progressLine) error {
@@ -122,7 +124,11 @@ func restoreToTarget(ctx context.Context, o *options, src restore.Source, ro res
 	prog.done()
 	if err != nil {
 		if res != nil && len(res.Placed)+len(res.MovedAside) > 0 {
-			printTargetResult(out, res)
+			if o.JSON {
+				_ = writeJSON(out, res)
+			} else {
+				printTargetResult(out, res)
+			}
 		}
 		return restoreError(err, ro.Target)
 	}
@@ -247,7 +253,8 @@ func restoreError(err error, target string) error {
 	return &userError{err: err, hint: hint}
 }
 
-func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro restoreOptions, in *os.File, out io.Writer, prog *progressLine) error {
+func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro restoreOptions, in *os.File, out io.Writer, prog *progressLine,
+	asJob func(func(context.Context) error) error) error {
 	docker, err := sources.NewDockerClient(ctx)
 	if err != nil {
 		return &userError{err: err, hint: "start Docker: an in-place restore stops CHT's containers and copies files back into them (or restore --target and copy by hand)"}
@@ -278,25 +285,27 @@ func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro rest
 			return &userError{err: errors.New("not confirmed; nothing was changed"), hint: "run again and answer yes to restore", code: exitUsage}
 		}
 	}
-	res, runErr := plan.Run(ctx)
-	prog.done()
-	if o.JSON {
-		if err := writeJSON(out, res); err != nil {
-			return err
+	return asJob(func(ctx context.Context) error {
+		res, runErr := plan.Run(ctx)
+		prog.done()
+		if o.JSON {
+			if err := writeJSON(out, res); err != nil {
+				return err
+			}
+		} else {
+			printInPlaceResult(out, res)
 		}
-	} else {
-		printInPlaceResult(out, res)
-	}
-	if runErr != nil {
-		if len(res.Recovery) == 0 {
-			return restoreError(runErr, "")
+		if runErr != nil {
+			if len(res.Recovery) == 0 {
+				return restoreError(runErr, "")
+			}
+			return &userError{err: runErr, hint: "the lines above say what state this host is in; the commands under \"to go back\" return it to the state before the restore"}
 		}
-		return &userError{err: runErr, hint: "the lines above say what state this host is in; the commands under \"to go back\" return it to the state before the restore"}
-	}
-	if len(res.Warnings) > 0 {
-		return warnings{n: len(res.Warnings)}
-	}
-	return nil
+		if len(res.Warnings) > 0 {
+			return warnings{n: len(res.Warnings)}
+		}
+		return nil
+	})
 }
 
 func printInPlaceResult(w io.Writer, res *restore.InPlaceResult) {

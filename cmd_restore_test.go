@@ -15,6 +15,7 @@ import (
 
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -347,6 +348,10 @@ func TestRestoreInPlaceBringsBackHostAndContainers(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(tr.EnvFile); !bytes.Equal(got, alteredEnv) {
 		t.Fatal("a refused restore changed .env")
+	}
+	// Nothing was done, so nothing is recorded as a restore (and no fail ping goes out).
+	if f, err := state.Load(w.stateDir); err == nil && f.Find(state.JobRestore, w.remoteRepo()) != nil {
+		t.Fatalf("a refused restore was recorded: %+v", f.Find(state.JobRestore, w.remoteRepo()))
 	}
 
 	r = w.run(w.restoreArgs(h, "latest", "--in-place", "--yes")...)
