@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,6 +54,19 @@ func TestBackupRecordsStateMetricsPingsAndStatus(t *testing.T) {
 		if !strings.Contains(string(metrics), want+"\n") {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
 		}
+	}
+	// A monitoring user that is not root (node_exporter's textfile collector) reads the metrics and
+	// the state file by path: the state dir lets others pass through, not list.
+	for _, d := range []string{filepath.Dir(w.dir), w.dir} {
+		os.Chmod(d, 0o711) // t.TempDir's own dirs are 0700
+	}
+	for _, p := range []string{filepath.Join(w.stateDir, "metrics", "cht_backup.prom"), state.Path(w.stateDir)} {
+		if out, err := exec.Command("runuser", "-u", "nobody", "--", "cat", p).CombinedOutput(); err != nil {
+			t.Errorf("a non-root monitoring user cannot read %s: %v %s", p, err, out)
+		}
+	}
+	if out, err := exec.Command("runuser", "-u", "nobody", "--", "ls", w.stateDir).CombinedOutput(); err == nil {
+		t.Errorf("others may list the state dir: %s", out)
 	}
 	status := append([]string{"status", "--repo", w.remoteRepo()}, w.common(testEnv["SSH_SHELL_KEY"])...)
 	if s := w.run(status...); s.code != 0 || !strings.Contains(s.stdout, "archive "+rep.Archive) || !strings.Contains(s.stdout, "archives:         1") {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
 
@@ -83,6 +84,10 @@ func runKeyExport(ctx context.Context, o *options, output string, paper bool, ou
 // exportKeys writes a repository's key, plain and paper, into dir (mode 0700) under a file name
 // made from the repository URL.
 func exportKeys(ctx context.Context, r *borg.Runner, repo borg.Repository, dir string) (KeyExport, error) {
+	// The state dir first, with its own mode; keys/ inside it is for root alone.
+	if err := state.MakeDir(filepath.Dir(dir)); err != nil {
+		return KeyExport{}, &userError{err: err, hint: "check --state-dir and run as the user that owns it"}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return KeyExport{}, &userError{err: fmt.Errorf("cannot create %s: %v", dir, errors.Unwrap(err)), hint: "check --state-dir and run as the user that owns it"}
 	}

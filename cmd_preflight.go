@@ -16,6 +16,7 @@ import (
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/ssh"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
 
@@ -268,8 +269,8 @@ func tryPassCommand(cmdline string) error {
 }
 
 func checkStateDir(l *Checklist, dir string) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		l.fail("", "state dir", fmt.Sprintf("cannot create %s: %v", dir, errors.Unwrap(err)), "create it, owned by the user that runs cht-backup, or choose --state-dir")
+	if err := state.MakeDir(dir); err != nil {
+		l.fail("", "state dir", err.Error(), "create it, owned by the user that runs cht-backup, or choose --state-dir")
 		return
 	}
 	f, err := os.CreateTemp(dir, ".preflight-*")

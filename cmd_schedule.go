@@ -283,8 +283,8 @@ func runScheduleInstall(ctx context.Context, o *options, so scheduleOptions, out
 		return warnings{n: 1}
 	}
 	// What the hardened units may write must exist before they start.
-	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
-		return &userError{err: fmt.Errorf("cannot create state dir %s: %v", o.StateDir, err), hint: "run as root, or fix --state-dir"}
+	if err := state.MakeDir(o.StateDir); err != nil {
+		return &userError{err: err, hint: "run as root, or fix --state-dir"}
 	}
 	for _, d := range []string{filepath.Join(so.Home, ".cache", "borg"), filepath.Join(so.Home, ".config", "borg")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

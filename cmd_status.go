@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -84,8 +85,12 @@ type Copies struct {
 
 func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.Time, out io.Writer) error {
 	f, err := state.Load(o.StateDir)
-	if err != nil {
-		return &userError{err: err, hint: "the next job run sets a damaged state file aside and starts a new one; check --state-dir"}
+	var damaged *state.CorruptError
+	switch {
+	case errors.As(err, &damaged):
+		return &userError{err: err, hint: "the next job run sets the damaged state file aside and starts a new one"}
+	case err != nil:
+		return &userError{err: err, hint: "check --state-dir, and run status as root or as a user that may read " + state.Path(o.StateDir)}
 	}
 	rep := StatusReport{Time: now.UTC(), MaxAgeSeconds: maxAge.Seconds(), StateFile: state.Path(o.StateDir)}
 	if h, err := state.ReadHolder(o.StateDir); err == nil && h != nil {

@@ -87,8 +87,8 @@ func Acquire(ctx context.Context, stateDir, job string, wait time.Duration) (*Lo
 // AcquireNotify is Acquire that calls waiting once, with the holder, when it has to wait, so the
 // caller can say why nothing happens yet.
 func AcquireNotify(ctx context.Context, stateDir, job string, wait time.Duration, waiting func(Holder)) (*Lock, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create state directory %s: %v", stateDir, unwrapPath(err))
+	if err := MakeDir(stateDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(stateDir, LockFileName)
 	// O_NOFOLLOW: a symlink planted here must not make root write elsewhere.

@@ -128,13 +128,30 @@ func Load(stateDir string) (*File, error) {
 	return &f, nil
 }
 
+// DirMode is the state directory's mode: others may pass through it but not list it, so a
+// monitoring user (node_exporter's textfile collector, a status probe) can read state.json (0644)
+// and metrics/ (0755) by path. What is secret below it (keys/, staging/, verify/, restore/ and
+// the lock) is 0700 or 0600 of its own.
+const DirMode = 0o711
+
+// MakeDir creates the state directory with DirMode when it is missing.
+func MakeDir(stateDir string) error {
+	if _, err := os.Stat(stateDir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(stateDir, DirMode); err != nil {
+		return fmt.Errorf("cannot create state directory %s: %v", stateDir, unwrapPath(err))
+	}
+	return os.Chmod(stateDir, DirMode) // MkdirAll's mode is filtered by the umask
+}
+
 // Record adds outcomes to the state file under stateDir and returns the new state. The caller
 // holds the host run lock, which makes the read-modify-write safe. A damaged state file is set
 // aside as state.json.damaged and replaced: Record then returns the new state and a
 // *CorruptError saying so, which the caller logs.
 func Record(stateDir string, outcomes ...Outcome) (*File, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create state directory %s: %v", stateDir, unwrapPath(err))
+	if err := MakeDir(stateDir); err != nil {
+		return nil, err
 	}
 	f, err := Load(stateDir)
 	var damaged *CorruptError

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -177,4 +178,20 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestMakeDirLetsOthersPassThroughOnly(t *testing.T) {
+	old := syscall.Umask(0o077) // a strict umask must not take the pass-through away
+	defer syscall.Umask(old)
+	dir := filepath.Join(t.TempDir(), "a", "state")
+	if err := MakeDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != DirMode {
+		t.Fatalf("state dir mode %v (%v), want %v", st.Mode().Perm(), err, os.FileMode(DirMode))
+	}
+	if err := MakeDir(dir); err != nil {
+		t.Fatalf("MakeDir on an existing dir: %v", err)
+	}
 }
