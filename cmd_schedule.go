@@ -14,6 +14,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
@@ -387,7 +388,7 @@ func cronTable(so scheduleOptions) string {
 	for _, j := range scheduledJobs(so) {
 		spec, ok := cronSpec(j.OnCalendar)
 		cmd := fmt.Sprintf("root CHT_BACKUP_LOCK_WAIT=%s nice -n 10 ionice -c 3 %s %s --config %s",
-			scheduledLockWait, shellWord(so.Binary), j.Job, shellWord(so.Config))
+			scheduledLockWait, borg.ShellQuote(so.Binary), j.Job, borg.ShellQuote(so.Config))
 		cmd = strings.ReplaceAll(cmd, "%", `\%`) // cron turns a bare % into a newline
 		if !ok {
 			fmt.Fprintf(&b, "# %s: OnCalendar %q has no simple cron form; write its five time fields by hand:\n# M H DOM MON DOW %s\n", j.Schedule, j.OnCalendar, cmd)
@@ -492,12 +493,4 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// shellWord quotes a word for /bin/sh.
-func shellWord(s string) string {
-	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`;&|<>()*?[]#~") {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

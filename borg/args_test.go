@@ -1,6 +1,7 @@
 package borg
 
 import (
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -164,3 +165,19 @@ func fmtEnv(env []string) string {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/home/ubuntu/cht/couchdb":        "/home/ubuntu/cht/couchdb",
+		"/a b/c":                          "'/a b/c'",
+		"/it's":                           `'/it'"'"'s'`,
+		"cht-nginx-1:/etc/nginx/private/": "cht-nginx-1:/etc/nginx/private/",
+	} {
+		if got := ShellQuote(in); got != want {
+			t.Errorf("%q -> %s, want %s", in, got, want)
+		}
+		if out, err := exec.Command("sh", "-c", "printf %s "+ShellQuote(in)).Output(); err != nil || string(out) != in {
+			t.Errorf("sh reads %s as %q", ShellQuote(in), out)
+		}
+	}
+}

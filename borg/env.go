@@ -36,16 +36,17 @@ func RSH(sshKey, knownHosts string) string {
 		"-o", "ServerAliveCountMax=4",
 	}
 	if knownHosts != "" {
-		parts = append(parts, "-o", "UserKnownHostsFile="+shellQuote(knownHosts), "-o", "GlobalKnownHostsFile=/dev/null")
+		parts = append(parts, "-o", "UserKnownHostsFile="+ShellQuote(knownHosts), "-o", "GlobalKnownHostsFile=/dev/null")
 	}
 	if sshKey != "" {
-		parts = append(parts, "-o", "IdentitiesOnly=yes", "-i", shellQuote(sshKey))
+		parts = append(parts, "-o", "IdentitiesOnly=yes", "-i", ShellQuote(sshKey))
 	}
 	return strings.Join(parts, " ")
 }
 
-// shellQuote quotes for shlex.split, which is how borg splits BORG_RSH.
-func shellQuote(s string) string {
+// ShellQuote quotes one word for a POSIX shell and for shlex.split, which is how borg splits
+// BORG_RSH; words of safe characters stay as they are.
+func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == '=' || r == ':' || r == '@' || r == '+' ||
 			(r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'))

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
@@ -516,7 +517,7 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	}
 	if p.envOrComposeChanged(res.MovedAside) {
 		res.Notes = append(res.Notes, fmt.Sprintf("the restored .env or compose files differ from the ones moved aside; the running containers were made from the old ones: "+
-			"restart the upgrade service so it recreates them from the restored files (cd %s && docker compose restart)", ShellQuote(filepath.Dir(p.Host.EnvFile))))
+			"restart the upgrade service so it recreates them from the restored files (cd %s && docker compose restart)", borg.ShellQuote(filepath.Dir(p.Host.EnvFile))))
 	}
 	res.OK = true
 	res.DurationSeconds = time.Since(start).Seconds()
@@ -620,14 +621,14 @@ func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerC
 		to := res.Placed[i].To
 		failed := asideName(to, "failed-restore", p.Stamp, taken)
 		taken[failed] = true
-		recovery = append(recovery, fmt.Sprintf("mv %s %s", ShellQuote(to), ShellQuote(failed)))
+		recovery = append(recovery, fmt.Sprintf("mv %s %s", borg.ShellQuote(to), borg.ShellQuote(failed)))
 	}
 	for i := len(res.MovedAside) - 1; i >= 0; i-- {
 		mv := res.MovedAside[i]
-		recovery = append(recovery, fmt.Sprintf("mv %s %s", ShellQuote(mv.To), ShellQuote(mv.From)))
+		recovery = append(recovery, fmt.Sprintf("mv %s %s", borg.ShellQuote(mv.To), borg.ShellQuote(mv.From)))
 	}
 	for _, a := range attempted {
-		recovery = append(recovery, fmt.Sprintf("docker cp %s %s", ShellQuote(a.SavedTo+"/."), ShellQuote(a.Container+":"+a.Dir)))
+		recovery = append(recovery, fmt.Sprintf("docker cp %s %s", borg.ShellQuote(a.SavedTo+"/."), borg.ShellQuote(a.Container+":"+a.Dir)))
 	}
 	var startAgain []string
 	if started {

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/cht-backup/cht-backup/sources"
@@ -113,17 +112,6 @@ func applyOwner(dir string, o sources.FileOwner) error {
 		return fmt.Errorf("cannot give %s its mode %s: %v", dir, o.Mode, unwrapPath(err))
 	}
 	return nil
-}
-
-// ShellQuote quotes a path for the commands a restore prints for people to paste.
-func ShellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r == '@' || r == '+' || r == '=' ||
-			(r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
 }
 
 // leftovers lists the non-directories under dir.

@@ -2,7 +2,6 @@ package restore
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -46,22 +45,6 @@ func TestPlaceNeverOverwrites(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(to2); string(b) != "new" {
 		t.Fatal("not placed")
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"/home/ubuntu/cht/couchdb":        "/home/ubuntu/cht/couchdb",
-		"/a b/c":                          "'/a b/c'",
-		"/it's":                           `'/it'"'"'s'`,
-		"cht-nginx-1:/etc/nginx/private/": "cht-nginx-1:/etc/nginx/private/",
-	} {
-		if got := ShellQuote(in); got != want {
-			t.Errorf("%q -> %s, want %s", in, got, want)
-		}
-		if out, err := exec.Command("sh", "-c", "printf %s "+ShellQuote(in)).Output(); err != nil || string(out) != in {
-			t.Errorf("sh reads %s as %q", ShellQuote(in), out)
-		}
 	}
 }
 
