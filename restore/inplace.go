@@ -203,9 +203,12 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 				break
 			}
 		}
-		if ferr != nil {
-			return nil, fmt.Errorf("the archive holds the %s of the %s container, but compose project %q has no %s container to put them back into: %w",
-				cp.describe(), cp.Service, p.Host.Project, cp.Service, ErrNoContainer)
+		switch {
+		case errors.Is(ferr, sources.ErrContainerNotFound):
+			return nil, fmt.Errorf("the archive holds the %s of the %s container, but compose project %s has no %s container to put them back into: %w",
+				cp.describe(), cp.Service, strings.Join(quoted(projects), " or "), cp.Service, ErrNoContainer)
+		case ferr != nil:
+			return nil, ferr // Docker could not be asked: say so, not "no container"
 		}
 		if !ids[found.ID] {
 			ids[found.ID] = true
@@ -642,4 +645,12 @@ func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerC
 		recovery = append(recovery, "docker start "+strings.Join(startAgain, " "))
 	}
 	return state, recovery
+}
+
+func quoted(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
 }

@@ -53,6 +53,10 @@ type Container struct {
 	FoundBy string `json:"found_by"` // "labels" or "name"
 }
 
+// ErrContainerNotFound is FindContainer's error when the engine answered but has no such
+// container, as opposed to an engine that could not be asked.
+var ErrContainerNotFound = errors.New("no such container")
+
 // FindContainer finds the container of a compose service, stopped ones
 // included: first by the compose labels, then by the container names compose
 // v1 (<project>_<service>_1) and v2 (<project>-<service>-1) give.
@@ -103,8 +107,8 @@ func FindContainer(ctx context.Context, cli *client.Client, project, service str
 			}
 		}
 	}
-	return Container{}, fmt.Errorf("no container found for the %s service of compose project %q: tried labels %s=%s,%s=%s and names %s; check `docker ps -a` and CHT_COMPOSE_PROJECT_NAME in the upgrade service's .env",
-		service, project, LabelProject, project, LabelService, service, strings.Join(names, ", "))
+	return Container{}, fmt.Errorf("no container found for the %s service of compose project %q: tried labels %s=%s,%s=%s and names %s; check `docker ps -a` and CHT_COMPOSE_PROJECT_NAME in the upgrade service's .env: %w",
+		service, project, LabelProject, project, LabelService, service, strings.Join(names, ", "), ErrContainerNotFound)
 }
 
 func toContainer(c container.Summary, by string) Container {

@@ -163,6 +163,9 @@ func TestGatherMissingContainer(t *testing.T) {
 			_, err := Gather(ctx, o)
 			assertOneLine(t, err, "no container found for the "+svc+" service", `"`+cs.Project+`"`,
 				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a", "skip "+part)
+			if !errors.Is(err, ErrContainerNotFound) {
+				t.Errorf("a missing container must be ErrContainerNotFound, so callers can tell it from an engine that cannot be asked: %v", err)
+			}
 			assertNoSecret(t, tree, err.Error())
 			assertNoStaging(t, state)
 		})
