@@ -85,7 +85,17 @@ func (p *Pinger) Ping(ctx context.Context, suffix, body string) error {
 			attempts = i
 			break
 		}
-		time.Sleep(backoff)
+		// A signal during the wait ends it: the run is stopping and systemd's stop timeout runs.
+		t := time.NewTimer(backoff)
+		select {
+		case <-run.Done():
+			t.Stop()
+			attempts = i
+		case <-t.C:
+		}
+		if run.Err() != nil {
+			break
+		}
 		backoff *= 2
 	}
 	// The URL's path is the check's secret: name the host only.

@@ -123,3 +123,23 @@ func TestFailPingOfACancelledRunIsSent(t *testing.T) {
 		t.Fatalf("pings: %q", got)
 	}
 }
+
+// A run stopped by a signal while a ping waits to retry does not sit out the wait.
+func TestPingRetryWaitEndsWhenTheRunIsCancelled(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	p := &Pinger{URL: srv.URL, Backoff: 30 * time.Second, Attempts: 3}
+	start := time.Now()
+	if err := p.Success(ctx, ""); err == nil {
+		t.Fatal("a ping the server refused must report failure")
+	}
+	if took := time.Since(start); took > 5*time.Second || n.Load() != 1 {
+		t.Fatalf("the retry wait outlived the run: %s, %d attempts", took, n.Load())
+	}
+}
