@@ -117,18 +117,28 @@ func printArchives(w io.Writer, repos []borg.Repository, all []Archive) {
 	}
 }
 
-// resolveArchive turns a user's archive name into one that exists in repo: `latest` is the newest
-// complete archive (never a .checkpoint); any other name must exist.
-func resolveArchive(ctx context.Context, r *borg.Runner, repo borg.Repository, name string) (string, error) {
+// archiveListing is `borg list --json` of a repository, oldest first: names and times only, so
+// much cheaper than listArchives' sizes.
+func archiveListing(ctx context.Context, r *borg.Runner, repo borg.Repository) (*borg.ArchiveListing, error) {
 	res, err := r.Run(ctx, borg.Call{Args: borg.ListArgs(repo)})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var l borg.ArchiveListing
 	if err := json.Unmarshal(res.Stdout, &l); err != nil {
-		return "", fmt.Errorf("cannot read `borg list --json` output for %s: %v", repo.Raw, err)
+		return nil, fmt.Errorf("cannot read `borg list --json` output for %s: %v", repo.Raw, err)
 	}
 	sort.SliceStable(l.Archives, func(i, j int) bool { return l.Archives[i].Start.Before(l.Archives[j].Start.Time) })
+	return &l, nil
+}
+
+// resolveArchive turns a user's archive name into one that exists in repo: `latest` is the newest
+// complete archive (never a .checkpoint); any other name must exist.
+func resolveArchive(ctx context.Context, r *borg.Runner, repo borg.Repository, name string) (string, error) {
+	l, err := archiveListing(ctx, r, repo)
+	if err != nil {
+		return "", err
+	}
 	if name == "latest" {
 		for i := len(l.Archives) - 1; i >= 0; i-- {
 			if !strings.HasSuffix(l.Archives[i].Name, ".checkpoint") {

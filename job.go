@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -187,12 +186,8 @@ func backupOutcome(s BackupSummary, start, end time.Time) state.Outcome {
 // archiveCount asks a repository how many archives it holds, for `status`; 0 when it cannot
 // tell. It is one short `borg list`, worth it after a job that already reached the repository.
 func archiveCount(ctx context.Context, r *borg.Runner, repo borg.Repository) int {
-	res, err := r.Run(ctx, borg.Call{Args: borg.ListArgs(repo)})
+	l, err := archiveListing(ctx, r, repo)
 	if err != nil {
-		return 0
-	}
-	var l borg.ArchiveListing
-	if json.Unmarshal(res.Stdout, &l) != nil {
 		return 0
 	}
 	return len(l.Archives)
