@@ -290,7 +290,8 @@ func (p *Plan) Describe(w io.Writer) {
 	if len(p.MoveAside) > 0 {
 		fmt.Fprintf(w, "  4. move aside what is there now (nothing is deleted):\n")
 		for _, path := range p.MoveAside {
-			fmt.Fprintf(w, "       %s -> %s.before-restore-%s\n", path, path, p.Stamp)
+			// The name moveAside will choose, a free variant when that one is taken.
+			fmt.Fprintf(w, "       %s -> %s\n", path, asideName(path, "before-restore", p.Stamp, nil))
 		}
 	} else {
 		fmt.Fprintf(w, "  4. nothing to move aside (none of the paths below exists yet)\n")

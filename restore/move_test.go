@@ -115,3 +115,21 @@ func TestScratchIsPrivateAndStaleOnesGo(t *testing.T) {
 		t.Fatal("Close left the scratch directory")
 	}
 }
+
+// The plan a user confirms names the moved-aside copy the run will really use.
+func TestPlanNamesTheFreeAsideName(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, ".env")
+	stamp := "20261123T000000Z"
+	os.WriteFile(env, []byte("x"), 0o600)
+	os.WriteFile(env+".before-restore-"+stamp, []byte("an earlier restore's copy"), 0o600)
+	var b strings.Builder
+	(&Plan{MoveAside: []string{env}, Stamp: stamp}).Describe(&b)
+	if want := env + " -> " + env + ".before-restore-" + stamp + "-2"; !strings.Contains(b.String(), want) {
+		t.Fatalf("plan does not name %q:\n%s", want, b.String())
+	}
+	mv, err := moveAside(env, stamp)
+	if err != nil || mv.To != env+".before-restore-"+stamp+"-2" {
+		t.Fatalf("moveAside: %+v %v", mv, err)
+	}
+}
