@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -56,8 +55,22 @@ func isCouchDBGroup(name string) bool {
 // fewer is a failure. In the other groups anything but the same is a failure.
 func Check(ctx context.Context, m *sources.Manifest, locate func(string) string) CheckResult {
 	res := CheckResult{OK: true}
+	// The restored CouchDB data's per-database inventory, taken once for both CouchDB groups.
+	var inv *sources.CouchDBInventory
+	var invErr error
+	var taken bool
+	restored := func() (*sources.CouchDBInventory, error) {
+		if !taken {
+			taken = true
+			if data := locate(couchDBRoot(m)); data != "" {
+				i, err := sources.InventoryCouchDB(ctx, data)
+				inv, invErr = &i, err
+			}
+		}
+		return inv, invErr
+	}
 	for _, g := range m.Groups {
-		gc := checkGroup(ctx, m, g, locate)
+		gc := checkGroup(ctx, m, g, locate, restored)
 		if !gc.OK {
 			res.OK = false
 			for _, p := range gc.Problems {
@@ -76,7 +89,7 @@ func Check(ctx context.Context, m *sources.Manifest, locate func(string) string)
 	return res
 }
 
-func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locate func(string) string) GroupCheck {
+func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locate func(string) string, restored func() (*sources.CouchDBInventory, error)) GroupCheck {
 	gc := GroupCheck{Name: g.Name, Manifest: Count{g.Files, g.Dirs, g.Bytes}}
 	for _, p := range g.Paths {
 		local := locate(p)
@@ -126,7 +139,7 @@ func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locat
 			gc.Problems = append(gc.Problems, fmt.Sprintf("%s fewer than counted at backup time (files were cut short)", sources.HumanBytes(want.Bytes-got.Bytes)))
 		}
 		gc.Grew = got.Files > want.Files || got.Bytes > want.Bytes || got.Dirs > want.Dirs
-		gc.Problems = append(gc.Problems, checkDatabases(m, g.Name, locate)...)
+		gc.Problems = append(gc.Problems, checkDatabases(m, g.Name, restored)...)
 	} else {
 		if got.Files != want.Files {
 			gc.Problems = append(gc.Problems, fmt.Sprintf("%d files where the backup had %d", got.Files, want.Files))
@@ -238,80 +251,39 @@ func fileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// CouchDB names shard files shards/<range>/<db>.<suffix>.couch and keeps their view indexes under
-// .shards/<range>/<db>.<suffix>_design/ (the same rules sources counts databases by).
-var (
-	shardFileRE = regexp.MustCompile(`^(.+)\.([0-9]+)\.couch$`)
-	indexFileRE = regexp.MustCompile(`^(.+)\.([0-9]+)_design/`)
-)
-
 // checkDatabases names each database that lost shard files, view index files or bytes, so a
-// failure says which database an admin would miss.
-func checkDatabases(m *sources.Manifest, group string, locate func(string) string) []string {
+// failure says which database an admin would miss. restored is the restored data dir's inventory,
+// counted by the same rules as at backup time (sources.InventoryCouchDB).
+func checkDatabases(m *sources.Manifest, group string, restored func() (*sources.CouchDBInventory, error)) []string {
 	if len(m.CouchDB.Databases) == 0 {
 		return nil
 	}
-	data := locate(couchDBRoot(m))
-	if data == "" {
-		return nil
+	inv, err := restored()
+	if err != nil {
+		return []string{err.Error()}
 	}
-	type count struct {
-		files int
-		bytes int64
+	if inv == nil {
+		return nil // the data dir is not in the restored copy; the group's own check says so
 	}
-	got := map[string]*count{}
-	top, re := filepath.Join(data, "shards"), shardFileRE
-	if group == sources.GroupIndexes {
-		top, re = filepath.Join(data, ".shards"), indexFileRE
-	}
-	ranges, err := os.ReadDir(top)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return []string{fmt.Sprintf("cannot read %s: %v", top, unwrapPath(err))}
-	}
-	for _, r := range ranges {
-		if !r.IsDir() {
-			continue
-		}
-		base := filepath.Join(top, r.Name())
-		_ = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return nil
-			}
-			rel, _ := filepath.Rel(base, p)
-			if mm := re.FindStringSubmatch(filepath.ToSlash(rel)); mm != nil {
-				fi, err := d.Info()
-				if err != nil {
-					return nil
-				}
-				c := got[mm[1]]
-				if c == nil {
-					c = &count{}
-					got[mm[1]] = c
-				}
-				c.files++
-				c.bytes += fi.Size()
-			}
-			return nil
-		})
+	got := map[string]sources.Database{}
+	for _, d := range inv.Databases {
+		got[d.Name] = d
 	}
 	var problems []string
 	for _, db := range m.CouchDB.Databases {
-		wantFiles, wantBytes, what := db.ShardFiles, db.Bytes, "shard files"
+		c := got[db.Name]
+		wantFiles, wantBytes, files, bytes, what := db.ShardFiles, db.Bytes, c.ShardFiles, c.Bytes, "shard files"
 		if group == sources.GroupIndexes {
-			wantFiles, wantBytes, what = db.ViewIndexFiles, db.ViewIndexBytes, "view index files"
+			wantFiles, wantBytes, files, bytes, what = db.ViewIndexFiles, db.ViewIndexBytes, c.ViewIndexFiles, c.ViewIndexBytes, "view index files"
 		}
 		if wantFiles == 0 {
 			continue
 		}
-		c := got[db.Name]
-		if c == nil {
-			c = &count{}
-		}
 		switch {
-		case c.files < wantFiles:
-			problems = append(problems, fmt.Sprintf("database %s has %d of its %d %s", db.Name, c.files, wantFiles, what))
-		case c.bytes < wantBytes:
-			problems = append(problems, fmt.Sprintf("database %s: its %s hold %s fewer than at backup time", db.Name, what, sources.HumanBytes(wantBytes-c.bytes)))
+		case files < wantFiles:
+			problems = append(problems, fmt.Sprintf("database %s has %d of its %d %s", db.Name, files, wantFiles, what))
+		case bytes < wantBytes:
+			problems = append(problems, fmt.Sprintf("database %s: its %s hold %s fewer than at backup time", db.Name, what, sources.HumanBytes(wantBytes-bytes)))
 		}
 	}
 	return problems

@@ -274,7 +274,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		}
 		m.Groups = append(m.Groups, grp)
 	}
-	if m.CouchDB, err = inventoryCouchDB(ctx, data); err != nil {
+	if m.CouchDB, err = InventoryCouchDB(ctx, data); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -258,10 +258,10 @@ var (
 	indexFileRE = regexp.MustCompile(`^(.+)\.([0-9]+)_design/`)
 )
 
-// inventoryCouchDB lists databases and shard ranges: CouchDB names shard
+// InventoryCouchDB lists databases and shard ranges: CouchDB names shard
 // files shards/<range>/<db>.<suffix>.couch, where <db> may hold "/", and
 // keeps their view indexes under .shards/<range>/<db>.<suffix>_design/.
-func inventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, error) {
+func InventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, error) {
 	inv := CouchDBInventory{RootEntries: []string{}, ShardRanges: []string{}, Databases: []Database{}}
 	var err error
 	if inv.DataDir, err = ownerOf(dataDir); err != nil {

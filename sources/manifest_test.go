@@ -30,7 +30,7 @@ func TestInventoryCouchDB(t *testing.T) {
 		os.WriteFile(p, []byte("12345"), 0o644)
 	}
 	os.Chmod(data, 0o750)
-	inv, err := inventoryCouchDB(context.Background(), data)
+	inv, err := InventoryCouchDB(context.Background(), data)
 	if err != nil {
 		t.Fatal(err)
 	}
