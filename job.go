@@ -93,7 +93,7 @@ func completeOutcomes(o *options, job string, start, end time.Time, outs []state
 		for _, r := range o.Repos {
 			oc := state.Outcome{Repository: r.Raw, Error: oneLine(err.Error()), Hint: hintOf(err)}
 			if code == exitWarning {
-				oc = state.Outcome{Repository: r.Raw, Status: state.StatusWarning, Warnings: []string{oneLine(err.Error())}}
+				oc = state.Outcome{Repository: r.Raw, Warnings: []string{oneLine(err.Error())}}
 			}
 			outs = append(outs, oc)
 		}
@@ -109,22 +109,12 @@ func completeOutcomes(o *options, job string, start, end time.Time, outs []state
 		if oc.End.IsZero() {
 			oc.End = end
 		}
-		if oc.Status == "" {
-			switch {
-			case oc.Error != "":
-				oc.Status = state.StatusFailed
-			case len(oc.Warnings) > 0:
-				oc.Status = state.StatusWarning
-			default:
-				oc.Status = state.StatusOK
-			}
+		// Status and the default exit codes come from state's own rules (Record); a failure
+		// carries the job's exit code when it is more exact, e.g. 130 when interrupted.
+		if oc.Error != "" && oc.ExitCode == 0 && code >= exitFailed {
+			oc.ExitCode = code
 		}
-		if oc.Status == state.StatusFailed && oc.ExitCode == 0 {
-			oc.ExitCode = exitFailed
-			if code >= exitFailed {
-				oc.ExitCode = code // e.g. 130 when interrupted
-			}
-		}
+		*oc = state.Complete(*oc)
 	}
 	return outs
 }
@@ -169,16 +159,8 @@ func backupOutcome(s BackupSummary, start, end time.Time) state.Outcome {
 		}
 		oc.Warnings = append(oc.Warnings, msg)
 	}
-	switch {
-	case !s.OK:
-		oc.Status = state.StatusFailed
-		if oc.Error == "" {
-			oc.Error = "failed"
-		}
-	case len(oc.Warnings) > 0:
-		oc.Status = state.StatusWarning
-	default:
-		oc.Status = state.StatusOK
+	if !s.OK && oc.Error == "" {
+		oc.Error = "failed" // the status follows from the error (state.Complete)
 	}
 	return oc
 }

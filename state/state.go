@@ -186,7 +186,7 @@ func Record(stateDir string, outcomes ...Outcome) (*File, error) {
 }
 
 func (f *File) apply(o Outcome) {
-	o = tidy(o)
+	o = Complete(o)
 	e := f.Find(o.Job, o.Repository)
 	if e == nil {
 		f.Entries = append(f.Entries, Entry{Job: o.Job, Repository: o.Repository})
@@ -205,12 +205,17 @@ func (f *File) apply(o Outcome) {
 	})
 }
 
-// tidy fills what the caller left out and keeps lines short.
-func tidy(o Outcome) Outcome {
+// Complete fills what the caller left out (status from the error and warnings, times, exit code)
+// and keeps lines short. Record applies it; callers that show outcomes apply it first.
+func Complete(o Outcome) Outcome {
 	if o.Status == "" {
-		o.Status = StatusOK
-		if o.Error != "" {
+		switch {
+		case o.Error != "":
 			o.Status = StatusFailed
+		case len(o.Warnings) > 0:
+			o.Status = StatusWarning
+		default:
+			o.Status = StatusOK
 		}
 	}
 	if o.End.IsZero() {

@@ -195,3 +195,23 @@ func TestMakeDirLetsOthersPassThroughOnly(t *testing.T) {
 		t.Fatalf("MakeDir on an existing dir: %v", err)
 	}
 }
+
+func TestCompleteDerivesStatusAndExitCode(t *testing.T) {
+	tests := []struct {
+		in         Outcome
+		wantStatus Status
+		wantCode   int
+	}{
+		{Outcome{}, StatusOK, 0},
+		{Outcome{Warnings: []string{"x: file changed while we backed it up"}}, StatusWarning, 1},
+		{Outcome{Error: "borg create failed", Warnings: []string{"x"}}, StatusFailed, 2},
+		{Outcome{Error: "interrupted", ExitCode: 130}, StatusFailed, 130},
+		{Outcome{Status: StatusOK}, StatusOK, 0},
+	}
+	for i, tt := range tests {
+		got := Complete(tt.in)
+		if got.Status != tt.wantStatus || got.ExitCode != tt.wantCode || got.End.IsZero() || got.Start.IsZero() {
+			t.Errorf("%d: %+v -> status %q code %d", i, tt.in, got.Status, got.ExitCode)
+		}
+	}
+}
