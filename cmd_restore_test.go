@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -460,5 +461,49 @@ func TestRestoreInPlaceFailureSaysHowToGoBack(t *testing.T) {
 	}
 	if !running(t, cs.Client, cs.Nginx.ID) || !running(t, cs.Client, cs.CouchDB.ID) {
 		t.Errorf("containers not running after the recovery commands %q", cmds)
+	}
+}
+
+// An archive whose files no longer match its manifest (re-made by hand with a changed .env) is
+// refused before anything on the host changes: CHT keeps running, nothing is moved aside.
+func TestRestoreInPlaceRefusesAnArchiveThatDiffersFromItsManifest(t *testing.T) {
+	w := newWorld(t)
+	h := newCHTHost(t, w, sourcestest.LabelsOnly)
+	w.mustInit(t, w.remoteRepo())
+	name := w.mustBackup(t, h)
+
+	// Re-create the archive's content with one file changed, under a new name, with plain borg.
+	x := plainExtract(t, w, w.remoteRepo(), name)
+	env := filepath.Join(x, strings.TrimPrefix(h.tree.EnvFile, "/"))
+	os.WriteFile(env, []byte("COUCHDB_PASSWORD=not-what-was-backed-up\n"), 0o600)
+	entries, _ := os.ReadDir(x)
+	args := []string{"borg", "create", w.remoteRepo() + "::" + name + "-tampered"}
+	for _, e := range entries {
+		args = append(args, e.Name())
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = x
+	cmd.Env = append(append([]string{}, w.env...), "BORG_PASSPHRASE="+w.passphrase,
+		"BORG_RSH=ssh -o BatchMode=yes -o UserKnownHostsFile="+testEnv["SSH_KNOWN_HOSTS"]+" -i "+testEnv["SSH_SHELL_KEY"])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("borg create: %v\n%s", err, out)
+	}
+
+	before := treeState(t, h.tree)
+	r := w.run(w.restoreArgs(h, name+"-tampered", "--in-place", "--yes")...)
+	if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "differs from its manifest") || !strings.Contains(r.stdout+r.stderr, "sha256") {
+		t.Fatalf("a tampered archive must be refused with the reason:\n%s", r)
+	}
+	if after := treeState(t, h.tree); !reflect.DeepEqual(after, before) {
+		t.Fatal("a refused restore changed the host")
+	}
+	if aside, _ := filepath.Glob(h.tree.EnvFile + ".before-restore-*"); len(aside) != 0 {
+		t.Fatalf("something was moved aside: %v", aside)
+	}
+	for _, c := range []sourcestest.TestContainer{h.containers.Nginx, h.containers.CouchDB} {
+		info, err := h.containers.Client.ContainerInspect(context.Background(), c.ID)
+		if err != nil || !info.State.Running {
+			t.Fatalf("container %s was stopped: %v", c.Name, err)
+		}
 	}
 }

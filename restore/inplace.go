@@ -421,6 +421,11 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 			return fail(StepExtract, fmt.Errorf("the archive lacks %s (%s)", cp.From, cp.describe()))
 		}
 	}
+	// What was extracted must be what was backed up (the drill's comparison) before anything on
+	// the host changes: a mismatch found now costs nothing.
+	if c := Check(ctx, p.Manifest, func(a string) string { return filepath.Join(x, filepath.FromSlash(a)) }); !c.OK {
+		return fail(StepExtract, fmt.Errorf("the extracted archive differs from its manifest: %s", strings.Join(c.Problems, "; ")))
+	}
 
 	// 2. Stop: front ends first, CouchDB last.
 	if err := ctx.Err(); err != nil {
