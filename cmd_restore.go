@@ -170,7 +170,7 @@ func printTargetResult(w io.Writer, res *restore.TargetResult) {
 		if pl.Group == restore.GroupManifest {
 			extra = "  (what the archive holds)"
 		}
-		fmt.Fprintf(w, "  %-*s  %s%s\n", width, rels[pl.To], groupWords(pl.Group), extra)
+		fmt.Fprintf(w, "  %-*s  %s%s\n", width, rels[pl.To], pl.Describe(), extra)
 	}
 	if len(res.Unsorted) > 0 {
 		fmt.Fprintf(w, "  %-*s  %d archive items the layout does not cover\n", width, "unsorted/", len(res.Unsorted))
@@ -190,24 +190,6 @@ func printTargetResult(w io.Writer, res *restore.TargetResult) {
 			fmt.Fprintf(w, "  verdict: FAILED: %s\n", strings.Join(res.Check.Problems, "; "))
 		}
 	}
-}
-
-func groupWords(g string) string {
-	switch g {
-	case sources.GroupCouchDB:
-		return "CouchDB data"
-	case sources.GroupEnv:
-		return "upgrade service .env, holds secrets"
-	case sources.GroupCompose:
-		return "compose file"
-	case sources.GroupTLS:
-		return "TLS files from nginx:/etc/nginx/private/"
-	case sources.GroupCredentials:
-		return "CouchDB credentials from couchdb:/opt/couchdb/etc/local.d/"
-	case restore.GroupManifest:
-		return "manifest"
-	}
-	return g
 }
 
 func printGroupChecks(w io.Writer, groups []restore.GroupCheck) {
@@ -328,7 +310,7 @@ func printInPlaceResult(w io.Writer, res *restore.InPlaceResult) {
 		fmt.Fprintf(w, "  moved aside: %s -> %s\n", mv.From, mv.To)
 	}
 	for _, pl := range res.Placed {
-		fmt.Fprintf(w, "  put in place (%s): %s\n", groupWords(pl.Group), pl.To)
+		fmt.Fprintf(w, "  put in place (%s): %s\n", pl.Describe(), pl.To)
 	}
 	for _, pb := range res.PutBack {
 		fmt.Fprintf(w, "  copied into %s:%s: %s\n", pb.Container, pb.Dir, strings.Join(pb.Files, ", "))

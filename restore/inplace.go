@@ -303,7 +303,7 @@ func (p *Plan) Describe(w io.Writer) {
 			o := p.Manifest.CouchDB.DataDir
 			extra = fmt.Sprintf(" (mode %s, owner %d:%d)", o.Mode, o.UID, o.GID)
 		}
-		fmt.Fprintf(w, "       %-24s -> %s%s\n", pl.describe(), pl.To, extra)
+		fmt.Fprintf(w, "       %-24s -> %s%s\n", pl.Describe(), pl.To, extra)
 	}
 	if len(p.ContainerParts) > 0 {
 		fmt.Fprintf(w, "  6. copy the archive's files back into the containers:\n")
@@ -413,7 +413,7 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	}
 	for _, pl := range p.Placements {
 		if _, err := os.Lstat(filepath.Join(x, filepath.FromSlash(pl.From))); err != nil {
-			return fail(StepExtract, fmt.Errorf("the archive lacks %s (%s)", pl.From, pl.describe()))
+			return fail(StepExtract, fmt.Errorf("the archive lacks %s (%s)", pl.From, pl.Describe()))
 		}
 	}
 	for _, cp := range p.ContainerParts {

@@ -140,12 +140,13 @@ func locator(ps []Placement, fallback string) func(string) string {
 }
 
 // describe names a placement for people.
-func (p Placement) describe() string {
+// Describe names what a placement holds, for people.
+func (p Placement) Describe() string {
 	switch p.Group {
 	case sources.GroupCouchDB:
 		return "CouchDB data directory"
 	case sources.GroupEnv:
-		return "upgrade-service .env"
+		return "upgrade-service .env (holds secrets)"
 	case sources.GroupCompose:
 		return "compose file"
 	case sources.GroupTLS:

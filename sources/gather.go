@@ -52,7 +52,6 @@ type GatherOptions struct {
 // Paths as its path arguments, in this order. Close removes the staging
 // directory; call it on every way out.
 type Gathered struct {
-	Layout  *Layout
 	WorkDir string // the staging directory; Paths' last element is relative to it
 	// Paths are borg's path arguments: COUCHDB_DATA/.shards, COUCHDB_DATA/shards,
 	// the other entries of COUCHDB_DATA, .env, the compose files, then StagingName.
@@ -140,7 +139,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gathered{Layout: layout, WorkDir: st.Dir, staging: st, Containers: map[string]Container{}}
+	g := &Gathered{WorkDir: st.Dir, staging: st, Containers: map[string]Container{}}
 	defer func() {
 		if err != nil {
 			st.Close()

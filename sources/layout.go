@@ -30,8 +30,9 @@ type Layout struct {
 	ComposePath  string   // CHT_COMPOSE_PATH, where cht-core.yml and cht-couchdb.yml live
 	ProjectName  string   // CHT_COMPOSE_PROJECT_NAME, the compose project of the CHT containers
 	ComposeFiles []string // <ComposePath>/*.yml and <cht>/upgrade-service/*.yml, sorted, no duplicates
-	// EnvKeys are the names (never the values) set in the .env file, sorted:
-	// a restore can tell from them whether COUCHDB_SECRET and COUCHDB_UUID were there.
+	// EnvKeys are the names (never the values) set in the .env file, sorted: Gather warns when
+	// COUCHDB_SECRET or COUCHDB_UUID is missing (then only the credentials volume holds them), and
+	// the manifest records them.
 	EnvKeys []string
 }
 
