@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -147,7 +148,7 @@ func MakeDir(stateDir string) error {
 
 // Record adds outcomes to the state file under stateDir and returns the new state. The caller
 // holds the host run lock, which makes the read-modify-write safe. A damaged state file is set
-// aside as state.json.damaged and replaced: Record then returns the new state and a
+// aside as state.json.damaged-<UTC time> (an earlier one is kept) and replaced: Record then returns the new state and a
 // *CorruptError saying so, which the caller logs.
 func Record(stateDir string, outcomes ...Outcome) (*File, error) {
 	if err := MakeDir(stateDir); err != nil {
@@ -156,7 +157,7 @@ func Record(stateDir string, outcomes ...Outcome) (*File, error) {
 	f, err := Load(stateDir)
 	var damaged *CorruptError
 	if errors.As(err, &damaged) {
-		damaged.SetAside = Path(stateDir) + ".damaged"
+		damaged.SetAside = freeName(Path(stateDir) + ".damaged-" + time.Now().UTC().Format("20060102T150405Z"))
 		if rerr := os.Rename(damaged.Path, damaged.SetAside); rerr != nil {
 			return nil, fmt.Errorf("%v, and it cannot be moved aside: %v", damaged, unwrapPath(rerr))
 		}
@@ -290,4 +291,14 @@ func (f *File) ArchiveCount(repository string) (n int, at time.Time, ok bool) {
 		}
 	}
 	return n, at, ok
+}
+
+// freeName is name, or name-2, name-3, ... when that is taken: evidence is never overwritten.
+func freeName(name string) string {
+	for i, n := 2, name; ; i++ {
+		if _, err := os.Lstat(n); errors.Is(err, fs.ErrNotExist) {
+			return n
+		}
+		n = fmt.Sprintf("%s-%d", name, i)
+	}
 }

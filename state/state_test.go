@@ -153,11 +153,24 @@ func TestDamagedStateFileIsSetAside(t *testing.T) {
 	}
 	f, err := Record(dir, Outcome{Job: JobBackup, Repository: "r"})
 	var ce *CorruptError
-	if !errors.As(err, &ce) || f == nil || ce.SetAside != Path(dir)+".damaged" {
+	if !errors.As(err, &ce) || f == nil || !strings.HasPrefix(ce.SetAside, Path(dir)+".damaged-") {
 		t.Fatalf("Record must start afresh and say so: %v %+v", err, f)
 	}
 	if b, _ := os.ReadFile(ce.SetAside); !strings.HasPrefix(string(b), `{"version":1`) {
 		t.Fatalf("damaged file not kept: %q", b)
+	}
+	// Damaged again (in the same second): the first set-aside copy is kept too.
+	os.WriteFile(Path(dir), []byte(`not json`), 0o644)
+	_, err = Record(dir, Outcome{Job: JobBackup, Repository: "r"})
+	var ce2 *CorruptError
+	if !errors.As(err, &ce2) || ce2.SetAside == ce.SetAside {
+		t.Fatalf("a second damaged file overwrote the first: %v", err)
+	}
+	if b, _ := os.ReadFile(ce.SetAside); !strings.HasPrefix(string(b), `{"version":1`) {
+		t.Fatalf("the first damaged file was lost: %q", b)
+	}
+	if b, _ := os.ReadFile(ce2.SetAside); string(b) != "not json" {
+		t.Fatalf("the second damaged file was not kept: %q", b)
 	}
 	if g, err := Load(dir); err != nil || g.Find(JobBackup, "r") == nil {
 		t.Fatalf("new state: %+v %v", g, err)
