@@ -131,26 +131,8 @@ func (s *Scratch) Close() error {
 	if s == nil {
 		return nil
 	}
-	s.once.Do(func() { s.err = removeTree(s.Dir) })
+	s.once.Do(func() { s.err = sources.RemoveTree(s.Dir, "scratch directory") })
 	return s.err
-}
-
-// removeTree removes dir, opening up read-only directories an archive may hold first if needed.
-func removeTree(dir string) error {
-	err := os.RemoveAll(dir)
-	if err != nil {
-		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				_ = os.Chmod(p, 0o700)
-			}
-			return nil
-		})
-		err = os.RemoveAll(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("cannot remove scratch directory %s: %v; remove it by hand", dir, err)
-	}
-	return nil
 }
 
 // RemoveStaleScratch removes scratch directories in parent that start with prefix and belong to
@@ -175,7 +157,7 @@ func RemoveStaleScratch(parent, prefix string) ([]string, error) {
 			continue
 		}
 		p := filepath.Join(parent, name)
-		if err := removeTree(p); err != nil {
+		if err := sources.RemoveTree(p, "scratch directory"); err != nil {
 			return removed, err
 		}
 		removed = append(removed, p)

@@ -74,24 +74,28 @@ func (s *Staging) Close() error {
 	if s == nil {
 		return nil
 	}
-	s.once.Do(func() {
-		err := os.RemoveAll(s.Dir)
-		if err != nil {
-			// Read-only directories copied from a container stop a
-			// non-root RemoveAll; open them up and try once more.
-			_ = filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					_ = os.Chmod(p, 0o700)
-				}
-				return nil
-			})
-			err = os.RemoveAll(s.Dir)
-		}
-		if err != nil {
-			s.err = fmt.Errorf("cannot remove staging directory %s: %v; remove it by hand", s.Dir, err)
-		}
-	})
+	s.once.Do(func() { s.err = RemoveTree(s.Dir, "staging directory") })
 	return s.err
+}
+
+// RemoveTree removes dir (what names it in the error), first opening up read-only directories
+// (copied out of a container, or extracted from an archive) that stop RemoveAll for a non-root
+// user.
+func RemoveTree(dir, what string) error {
+	err := os.RemoveAll(dir)
+	if err != nil {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o700)
+			}
+			return nil
+		})
+		err = os.RemoveAll(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot remove %s %s: %v; remove it by hand", what, dir, err)
+	}
+	return nil
 }
 
 // RemoveStaleStaging removes staging directories left behind by runs that
