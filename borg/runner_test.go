@@ -21,6 +21,9 @@ const testPass = "correct horse battery staple 7f3a"
 func newTestRunner(t *testing.T, pass string) *Runner {
 	t.Helper()
 	if _, err := exec.LookPath("borg"); err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatal("borg is not installed; scripts/test-env.sh installs it (scripts/test.sh runs it first)")
+		}
 		t.Skip("SKIPPED: borg is not installed; run scripts/test-env.sh as root to install it")
 	}
 	r := NewRunner(Credentials{Passphrase: NewSecret(pass)}, nil)

@@ -86,6 +86,8 @@ ensure_packages() {
 	[[ -x $SSHD ]] || pkgs+=(openssh-server)
 	if ! have ssh || ! have ssh-keygen; then pkgs+=(openssh-client); fi
 	if ! have dockerd || ! have docker; then pkgs+=(docker.io); fi
+	# systemd-analyze verifies the unit files; systemd is not started.
+	have systemd-analyze || pkgs+=(systemd)
 	((${#pkgs[@]})) || return 0
 
 	have apt-get ||

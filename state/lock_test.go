@@ -162,7 +162,7 @@ func TestLockStaleRecordOfADeadProcessIsTakenOver(t *testing.T) {
 // (SIGKILL, no chance to clean up) the lock is free and its record is reported stale.
 func TestLockAcrossProcessesAndAfterSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "STATE_LOCK_HELPER_DIR="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -196,12 +196,17 @@ func TestLockAcrossProcessesAndAfterSIGKILL(t *testing.T) {
 	}
 }
 
-// TestLockHelperProcess is the other process of TestLockAcrossProcessesAndAfterSIGKILL.
-func TestLockHelperProcess(t *testing.T) {
-	dir := os.Getenv("STATE_LOCK_HELPER_DIR")
-	if dir == "" {
-		t.Skip("helper process only")
+// TestMain runs the test binary as the other process of TestLockAcrossProcessesAndAfterSIGKILL
+// when STATE_LOCK_HELPER_DIR is set, and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("STATE_LOCK_HELPER_DIR"); dir != "" {
+		lockHelperProcess(dir)
 	}
+	os.Exit(m.Run())
+}
+
+// lockHelperProcess takes the lock, says so, and holds it until it is killed.
+func lockHelperProcess(dir string) {
 	if _, err := Acquire(context.Background(), dir, JobBackup, 0); err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
