@@ -97,6 +97,8 @@ for i in "${!repos[@]}"; do
   fi
 done
 
+# Sections other scripts write (scripts/mutation.sh) are kept as they are.
+kept=$(sed -n '/^<!-- mutation:begin -->$/,/^<!-- mutation:end -->$/p' BENCHMARKS.md 2>/dev/null || true)
 {
   echo "# Benchmarks"
   echo
@@ -116,5 +118,6 @@ done
   echo "- The next night's backup stores only what is new: the growth plus at most one average borg chunk (2 MiB) per grown file. CouchDB's files grow by appending, so borg reads each grown file again, but re-stores only its last chunk; unchanged files are skipped by borg's files cache."
   echo
   printf '%s\n' "${verdicts[@]}"
+  if [ -n "$kept" ]; then echo; printf '%s\n' "$kept"; fi
 } > BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
