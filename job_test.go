@@ -437,3 +437,76 @@ func TestLocate(t *testing.T) {
 		t.Errorf("missing path: %q", where)
 	}
 }
+
+// An interrupted job is recorded with exit 130 in state.json and the metrics, not as a plain
+// failure (2): monitoring tells "stopped" from "broken".
+func TestRunJobRecordsAnInterruptedRunAs130(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := jobOptions(t, dir, "/mnt/usb/cht")
+	repo := o.Repos[0].Raw
+	err := runJob(context.Background(), o, state.JobBackup, func(ctx context.Context) ([]state.Outcome, error) {
+		return []state.Outcome{{Repository: repo, Error: "not started: the run was interrupted"}},
+			&userError{err: errors.New("backup interrupted"), hint: "run it again", code: exitInterrupted}
+	})
+	if exitCode(err) != exitInterrupted {
+		t.Fatalf("runJob must return the body's error unchanged: %v", err)
+	}
+	f, err := state.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := f.Find(state.JobBackup, repo); e.LastRun.Status != state.StatusFailed || e.LastRun.ExitCode != exitInterrupted {
+		t.Fatalf("an interrupted run must be recorded as failed with exit 130: %+v", e.LastRun)
+	}
+	metrics, _ := os.ReadFile(o.MetricsFile)
+	if want := `cht_backup_last_run_exit_code{job="backup",repository="` + repo + `"} 130`; !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %q:\n%s", want, metrics)
+	}
+	// The same when the body had no outcome yet (interrupted before any repository was tried).
+	err = runJob(context.Background(), o, state.JobCheck, func(ctx context.Context) ([]state.Outcome, error) {
+		return nil, context.Canceled
+	})
+	if exitCode(err) != exitInterrupted {
+		t.Fatalf("a cancelled body: exit %d", exitCode(err))
+	}
+	f, _ = state.Load(dir)
+	if e := f.Find(state.JobCheck, repo); e.LastRun.ExitCode != exitInterrupted {
+		t.Fatalf("a check cancelled before it had outcomes must be recorded with exit 130: %+v", e.LastRun)
+	}
+}
+
+// status is a probe for every job: a failed check or verify makes it exit 1 even when the
+// backups are fine, and says which job failed.
+func TestStatusExits1AfterAFailedCheckOrVerify(t *testing.T) {
+	for _, job := range []string{state.JobCheck, state.JobVerify} {
+		t.Run(job, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "empty.env")
+			os.WriteFile(cfg, nil, 0o600)
+			repo := filepath.Join(dir, "usb")
+			o, _ := jobOptions(t, dir, repo)
+			record := func(job string, outs ...state.Outcome) {
+				t.Helper()
+				runJob(context.Background(), o, job, func(ctx context.Context) ([]state.Outcome, error) { return outs, nil })
+			}
+			status := func() result {
+				t.Helper()
+				cmd := exec.Command(binPath, "status", "--config", cfg, "--state-dir", dir, "--repo", repo)
+				var out, errb bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				cmd.Run()
+				return result{out.String(), errb.String(), cmd.ProcessState.ExitCode()}
+			}
+			record(state.JobBackup, backupOutcome(BackupSummary{Repository: repo, Archive: "host-A", OK: true}, time.Time{}, time.Time{}))
+			record(job, state.Outcome{Repository: repo})
+			if r := status(); r.code != 0 {
+				t.Fatalf("a good backup and a good %s: want exit 0\n%s", job, r)
+			}
+			record(job, state.Outcome{Repository: repo, Error: "borg check found damage in segment 3"})
+			r := status()
+			if r.code != 1 || !strings.Contains(r.stdout, "segment 3") {
+				t.Fatalf("after a failed %s status must exit 1 and show the error\n%s", job, r)
+			}
+		})
+	}
+}
