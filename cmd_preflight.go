@@ -17,6 +17,7 @@ import (
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/ssh"
 	"github.com/cht-backup/cht-backup/state"
+	"github.com/mattn/go-shellwords"
 	"github.com/urfave/cli/v2"
 )
 
@@ -189,56 +190,21 @@ func checkPassphraseSource(l *Checklist, o *options) {
 	}
 }
 
-// shellSplit splits a command line the way Python's shlex.split does (borg splits
-// BORG_PASSCOMMAND so): whitespace separates words, single quotes keep everything literally,
-// double quotes allow \" \\ \$ and \` escapes, a backslash outside quotes escapes the next
-// character.
+// shellSplit splits BORG_PASSCOMMAND into words as borg does (Python's shlex.split, no
+// shell): whitespace separates words, quotes and backslashes group them. go-shellwords stops
+// at a shell operator (; | & < >); borg would pass it on as a word, so a pipeline that only
+// works in a shell is rejected here with what to do instead.
 func shellSplit(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("has an unclosed single quote")
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, errors.New("has an unclosed double quote")
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 < len(s) {
-				i++
-				cur.WriteByte(s[i])
-			}
-			inWord = true
-		case c == ' ' || c == '\t' || c == '\n':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
+	p := shellwords.NewParser()
+	words, err := p.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be split into words: %v", err)
 	}
-	if inWord {
-		words = append(words, cur.String())
+	if p.Position >= 0 {
+		return nil, errors.New("uses a shell operator (; | & < >), but borg runs it without a shell; wrap it as sh -c '...' or put it in a script")
+	}
+	if len(words) == 0 {
+		return nil, nil
 	}
 	return words, nil
 }

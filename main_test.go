@@ -98,6 +98,8 @@ func TestShellSplitLikeShlex(t *testing.T) {
 		{"  spaced\t out  ", []string{"spaced", "out"}},
 		{`x''y "" z`, []string{"xy", "", "z"}},
 		{"", nil},
+		{`cat "/etc/a;b" 'x|y' c\&d`, []string{"cat", "/etc/a;b", "x|y", "c&d"}},
+		{"echo $HOME `id`", []string{"echo", "$HOME", "`id`"}},
 	}
 	for _, tt := range tests {
 		got, err := shellSplit(tt.in)
@@ -105,7 +107,8 @@ func TestShellSplitLikeShlex(t *testing.T) {
 			t.Errorf("%q: got %q %v, want %q", tt.in, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{"cat 'open", `echo "open`} {
+	// borg runs the command without a shell: an operator would reach the program as a word.
+	for _, bad := range []string{"cat 'open", `echo "open`, "cat /etc/pass | tr -d x", "cat a; echo b", "gpg -d f 2>/dev/null"} {
 		if _, err := shellSplit(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
