@@ -3,6 +3,7 @@ module github.com/cht-backup/cht-backup
 go 1.26.8
 
 require (
+	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/docker/docker v28.5.2+incompatible
 	github.com/mattn/go-shellwords v1.0.16
 	github.com/sirupsen/logrus v1.10.2
@@ -42,5 +43,4 @@ require (
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
-	gotest.tools/v3 v3.5.2 // indirect
 )

@@ -1,23 +1,23 @@
 package sources
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/compose-spec/compose-go/v2/dotenv"
 )
 
-// ParseEnvFile reads a docker compose env file: blank lines and lines starting
-// with # are skipped, an "export " prefix is dropped, single-quoted values are
-// literal, double-quoted values understand \n \r \t \" and \\, quoted values
-// may span lines, and unquoted values lose a trailing " #comment" and
-// surrounding whitespace. A line holding a key without "=" is ignored (compose
-// would look it up in its own environment, which we do not have). A later
-// assignment of a key wins. Variables are not interpolated.
+// ParseEnvFile reads a docker compose env file exactly as docker compose does, with compose's
+// own parser: comments, blank lines, "export " prefixes, quotes (single quotes literal, double
+// quotes with escapes), values spanning lines, " #comment" after unquoted values, ${VAR}
+// interpolation from earlier lines. A line holding a key without "=" is ignored (compose would
+// look it up in the environment of whoever ran it, which we do not have); references to such
+// outside variables are therefore unset, as compose treats an unset variable.
 //
-// Errors name the file and line but never a value: the file holds the
-// CouchDB admin password.
+// Errors name the file and line but never a value: the file holds the CouchDB admin password,
+// and compose's own error text quotes the line.
 func ParseEnvFile(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -30,7 +30,7 @@ func ParseEnvFile(path string) (map[string]string, error) {
 	return env, nil
 }
 
-// envSyntaxError locates a syntax error without quoting the line.
+// envSyntaxError locates a line compose rejects without quoting it.
 type envSyntaxError struct {
 	line   int
 	reason string
@@ -41,145 +41,46 @@ func (e *envSyntaxError) Error() string {
 }
 
 func parseEnv(data []byte) (map[string]string, error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	env := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	lineNo := 0
-	next := func() (string, bool) {
-		if !sc.Scan() {
-			return "", false
-		}
-		lineNo++
-		return strings.TrimSuffix(sc.Text(), "\r"), true
+	env, err := composeParse(data)
+	if err == nil {
+		return env, nil
 	}
-	for {
-		line, ok := next()
-		if !ok {
-			break
-		}
-		start := lineNo
-		s := strings.TrimLeft(line, " \t")
-		if s == "" || s[0] == '#' {
-			continue
-		}
-		if rest, ok := strings.CutPrefix(s, "export "); ok {
-			s = strings.TrimLeft(rest, " \t")
-		}
-		key, raw, hasEq := strings.Cut(s, "=")
-		key = strings.TrimSpace(key)
-		if !hasEq {
-			if !validEnvKey(key) {
-				return nil, &envSyntaxError{start, "expected KEY=VALUE"}
-			}
-			continue
-		}
-		if !validEnvKey(key) {
-			return nil, &envSyntaxError{start, "invalid variable name before \"=\""}
-		}
-		raw = strings.TrimLeft(raw, " \t")
-		var value string
-		switch {
-		case raw != "" && (raw[0] == '\'' || raw[0] == '"'):
-			q := raw[0]
-			body := raw[1:]
-			for {
-				end := closingQuote(body, q)
-				if end >= 0 {
-					trail := strings.TrimSpace(body[end+1:])
-					if trail != "" && trail[0] != '#' {
-						return nil, &envSyntaxError{start, "unexpected text after the closing quote of " + key}
-					}
-					body = body[:end]
-					break
-				}
-				more, ok := next()
-				if !ok {
-					return nil, &envSyntaxError{start, "quote opened for " + key + " is never closed"}
-				}
-				body += "\n" + more
-			}
-			if q == '"' {
-				value = unescapeDouble(body)
-			} else {
-				value = body
-			}
-		default:
-			value = stripInlineComment(raw)
-		}
-		env[key] = value
-	}
-	if err := sc.Err(); err != nil {
-		return nil, &envSyntaxError{lineNo + 1, "line too long or unreadable"}
-	}
-	return env, nil
+	return nil, &envSyntaxError{line: rejectedLine(data), reason: envErrorReason(err)}
 }
 
-// closingQuote finds the quote ending a value; in double quotes a
-// backslash escapes the next character.
-func closingQuote(s string, q byte) int {
-	for i := 0; i < len(s); i++ {
-		if q == '"' && s[i] == '\\' {
-			i++
-			continue
-		}
-		if s[i] == q {
-			return i
-		}
-	}
-	return -1
+// composeParse is compose's reading of one env file; no outside variable is known.
+func composeParse(data []byte) (map[string]string, error) {
+	return dotenv.ParseWithLookup(bytes.NewReader(data), func(string) (string, bool) { return "", false })
 }
 
-func unescapeDouble(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		switch s[i] {
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case '"', '\\':
-			b.WriteByte(s[i])
-		default:
-			b.WriteByte('\\')
-			b.WriteByte(s[i])
+// rejectedLine finds the line compose rejects: the line after the longest run of leading lines
+// that compose accepts. Compose's own line numbers count from 0 for some errors and from the end
+// of a quoted value for others, and its message quotes the line, so neither is passed on.
+func rejectedLine(data []byte) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for k := len(lines) - 1; k > 0; k-- {
+		if _, err := composeParse(bytes.Join(lines[:k], nil)); err == nil {
+			return k + 1
 		}
 	}
-	return b.String()
+	return 1
 }
 
-// stripInlineComment drops " #..." (a # after whitespace) as compose does;
-// a # inside a word, as in a password, stays.
-func stripInlineComment(s string) string {
-	for i := 1; i < len(s); i++ {
-		if s[i] == '#' && (s[i-1] == ' ' || s[i-1] == '\t') {
-			s = s[:i]
-			break
-		}
+// envErrorReason says, in our words and without the value, what compose objected to.
+func envErrorReason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "unterminated quoted value"):
+		return "a quote opened here is never closed"
+	case strings.Contains(msg, "in variable name"):
+		return "invalid variable name before \"=\" (letters, digits, _ . - only)"
+	case strings.Contains(msg, "key cannot contain a space"):
+		return "expected KEY=VALUE (a variable name holds no spaces)"
+	case strings.Contains(msg, "variable") || strings.Contains(msg, "substitution"):
+		return "a ${...} reference that compose cannot substitute"
+	default:
+		return "docker compose cannot read this line"
 	}
-	return strings.TrimSpace(s)
-}
-
-func validEnvKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for _, r := range k {
-		switch {
-		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // unwrapPathError keeps the cause of an *os.PathError without repeating the path.

@@ -18,7 +18,7 @@ func TestParseEnv(t *testing.T) {
 		{"comments and blank lines", "# c\n\n   # indented\nA=1\n\n", map[string]string{"A": "1"}},
 		{"export prefix", "export A=1\nexport   B=2\n", map[string]string{"A": "1", "B": "2"}},
 		{"whitespace trimmed", "  A =  spaced value  \n", map[string]string{"A": "spaced value"}},
-		{"inline comment after space", "A=value # comment\nB=value\t# tab comment\n", map[string]string{"A": "value", "B": "value"}},
+		{"inline comment after space", "A=value # comment\nB=value\t# tab: compose keeps it\n", map[string]string{"A": "value", "B": "value\t# tab: compose keeps it"}},
 		{"hash inside word kept", "PW=ab#cd\nURL=http://x/#frag\n", map[string]string{"PW": "ab#cd", "URL": "http://x/#frag"}},
 		{"single quotes literal", `A='x\ny $HOME # not a comment'`, map[string]string{"A": `x\ny $HOME # not a comment`}},
 		{"double quote escapes", `A="l1\nl2 \"q\" back\\slash \t tab \z"`, map[string]string{"A": "l1\nl2 \"q\" back\\slash \t tab \\z"}},
@@ -31,6 +31,13 @@ func TestParseEnv(t *testing.T) {
 		{"crlf", "A=1\r\nB='2'\r\n", map[string]string{"A": "1", "B": "2"}},
 		{"bom", "\xef\xbb\xbfA=1\n", map[string]string{"A": "1"}},
 		{"last wins", "A=1\nA=2\n", map[string]string{"A": "2"}},
+		// compose reads text after a closing quote as a line of its own, here a bare name: ignored
+		{"text after closing quote", "PW=\"x\"rest\n", map[string]string{"PW": "x"}},
+		// interpolation as compose does it: earlier lines are known, outside variables are unset
+		{"interpolation from earlier lines", "DIR=/srv/cht\nDATA=${DIR}/couchdb\nQ=\"$DIR/q\"\nLIT='$DIR'\n",
+			map[string]string{"DIR": "/srv/cht", "DATA": "/srv/cht/couchdb", "Q": "/srv/cht/q", "LIT": "$DIR"}},
+		{"outside variables are unset", "A=${NOT_IN_FILE:-dflt}\nB=x${HOME}y\n", map[string]string{"A": "dflt", "B": "xy"}},
+		{"dollar escapes", "A=$$keep\nB=\"\\$keep\"\n", map[string]string{"A": "$keep", "B": "$keep"}},
 		{"no trailing newline", "A=1", map[string]string{"A": "1"}},
 		{"cht install env", "CHT_COMPOSE_PROJECT_NAME=cht\nCOUCHDB_DATA=/home/ubuntu/cht/couchdb\nCOUCHDB_PASSWORD=p@ss w0rd!\n",
 			map[string]string{"CHT_COMPOSE_PROJECT_NAME": "cht", "COUCHDB_DATA": "/home/ubuntu/cht/couchdb", "COUCHDB_PASSWORD": "p@ss w0rd!"}},
@@ -56,7 +63,9 @@ func TestParseEnvFileErrorsNameFileAndLineNeverValue(t *testing.T) {
 	}{
 		{"unterminated double quote", "A=1\nPW=\"" + secret + "\n", "line 2"},
 		{"unterminated single quote", "PW='" + secret, "line 1"},
-		{"text after quote", "A=1\n\nPW=\"x\"" + secret + "\n", "line 3"},
+		{"unterminated after a multi-line value", "A=\"one\ntwo\"\nB=1\nPW='" + secret + "\nmore\n", "line 4"},
+		{"required variable unset", "A=1\n\nPW=${" + secret + ":?set it}\n", "line 3"},
+		{"bad character in key", "A=1\nB%=" + secret + "\n", "line 2"},
 		{"bad key", "A=1\nBAD KEY=" + secret + "\n", "line 2"},
 		{"garbage line", secret + " " + secret + "\n", "line 1"},
 	}
