@@ -37,11 +37,13 @@ const (
 
 func newApp() *cli.App {
 	// -v is --verbose here; the version has only its long flag.
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, the commit and the borg found"}
+	cli.VersionPrinter = printVersion
 	app := &cli.App{
-		Name:    "cht-backup",
-		Usage:   "encrypted, append-only, proven-restorable borg backups of a CHT server",
-		Version: version,
+		Name:        "cht-backup",
+		Usage:       "encrypted, append-only, proven-restorable borg backups of a CHT server",
+		Version:     version,
+		Description: appDescription,
 		Commands: []*cli.Command{
 			preflightCommand(),
 			initCommand(),
@@ -52,6 +54,7 @@ func newApp() *cli.App {
 			checkCommand(),
 			keyCommand(),
 			restoreCommand(), verifyCommand(),
+			completionCommand(), manCommand(),
 		},
 		HideHelpCommand: true,
 		// Errors are printed once, by main, with their hint.

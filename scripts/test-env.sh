@@ -111,6 +111,25 @@ ensure_packages() {
 	done
 }
 
+# ---- packaging tools ------------------------------------------------------
+
+# The package test installs the .deb with apt-get, finds its man page with `man -w` (man-db)
+# and runs its zsh completion (zsh).
+ensure_packaging_tools() {
+	local pkgs=()
+	have man || pkgs+=(man-db)
+	have zsh || pkgs+=(zsh)
+	((${#pkgs[@]})) || return 0
+	have apt-get || die "missing ${pkgs[*]} and apt-get is not available; install them by hand and run again"
+	note "installing ${pkgs[*]} with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -q update >&2 9>&- ||
+		die "apt-get update failed; check the Debian mirror in /etc/apt/sources.list and run again"
+	apt-get -y -q -o DPkg::Lock::Timeout=300 install --no-install-recommends "${pkgs[@]}" >&2 9>&- ||
+		die "apt-get install ${pkgs[*]} failed; see the apt output above and run again"
+	if [[ $INSTALLED == nothing ]]; then INSTALLED=${pkgs[*]}; else INSTALLED+=" ${pkgs[*]}"; fi
+}
+
 # ---- state dir, account, keys --------------------------------------------
 
 ensure_state_dir() {
@@ -433,6 +452,7 @@ take_lock() {
 cmd_setup() {
 	take_lock
 	ensure_packages
+	ensure_packaging_tools
 	ensure_state_dir
 	ensure_account
 	ensure_keys
