@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 			return 2
 		}
 		if os.Geteuid() != 0 {
-			envReason = "SKIPPED: end-to-end tests need root (they install and start borg, sshd and dockerd with scripts/test-env.sh); run `sudo go test ./...`"
+			envReason = "SKIPPED: end-to-end tests need root (they install and start borg, sshd and dockerd with scripts/test-env.sh); run the tests as root (bash scripts/test.sh), or with sudo"
 			fmt.Fprintln(os.Stderr, envReason)
 		} else {
 			cmd := exec.Command("bash", "scripts/test-env.sh")

@@ -510,7 +510,7 @@ cmd_status() {
 
 main() {
 	if ((EUID != 0)); then
-		echo "test-env: must run as root (it installs packages, creates user $SSH_USER and starts sshd and dockerd); rerun with sudo" >&2
+		echo "test-env: must run as root (it installs packages, creates user $SSH_USER and starts sshd and dockerd); rerun it as root, or with sudo" >&2
 		exit 2
 	fi
 	if ! [[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((PORT > 65535)); then

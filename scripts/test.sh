@@ -14,7 +14,7 @@ command -v go >/dev/null 2>&1 || { echo "test: Go is not installed (https://go.d
 if [ "$(id -u)" -eq 0 ]; then
   bash scripts/test-env.sh
 else
-  echo "test: NOT ROOT: the end-to-end tests (real borg, sshd, dockerd) will be skipped; run with sudo" >&2
+  echo "test: NOT ROOT: the end-to-end tests (real borg, sshd, dockerd) will be skipped; run it as root, or with sudo" >&2
 fi
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
