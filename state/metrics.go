@@ -3,17 +3,18 @@ package state
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 )
 
-// metricFamily is one metric name with its help text and samples, in the Prometheus text
-// exposition format (version 0.0.4) that node_exporter's textfile collector reads.
+// metricFamily is one metric name with its help text and samples; prometheus/client_golang turns
+// the families into a registry of gauges and writes the text exposition format that
+// node_exporter's textfile collector reads.
 type metricFamily struct {
 	name, help string
 	samples    []sample
@@ -24,10 +25,25 @@ type sample struct {
 	value  float64
 }
 
-// Metrics renders the state as Prometheus text: per job and repository, when the last run ended
+// Metrics renders the state as Prometheus text (see registry).
+func Metrics(f *File) []byte {
+	var b bytes.Buffer
+	mfs, err := registry(f).Gather()
+	if err != nil {
+		panic(err) // the names and labels are ours: a gathering error is a bug
+	}
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			panic(err)
+		}
+	}
+	return b.Bytes()
+}
+
+// registry holds the state's metrics: per job and repository, when the last run ended
 // and how, when the last success ended, and the sizes of the last successful backup. Never
 // having succeeded is shown as a last-success timestamp of 0, so `time() - x > 26*3600` alerts.
-func Metrics(f *File) []byte {
+func registry(f *File) *prometheus.Registry {
 	fam := func(name, help string) *metricFamily { return &metricFamily{name: "cht_backup_" + name, help: help} }
 	lastRun := fam("last_run_timestamp_seconds", "When the last run of the job ended for the repository (Unix time).")
 	duration := fam("last_run_duration_seconds", "How long the last run of the job took for the repository.")
@@ -67,15 +83,16 @@ func Metrics(f *File) []byte {
 		}
 	}
 
-	var b bytes.Buffer
+	reg := prometheus.NewPedanticRegistry()
 	for _, m := range []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives} {
-		m.write(&b)
+		m.register(reg)
 	}
-	return b.Bytes()
+	return reg
 }
 
-// WriteMetrics writes the metrics file at path atomically (node_exporter must never read half a
-// file), mode 0644 so node_exporter's own user can read it.
+// WriteMetrics writes the metrics file at path with prometheus.WriteToTextfile: a temporary file
+// renamed over it (node_exporter must never read half a file; the temporary name does not end in
+// .prom, so it is not read either), mode 0644 so node_exporter's own user can read it.
 func WriteMetrics(path string, f *File) error {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); os.IsNotExist(err) {
@@ -85,59 +102,36 @@ func WriteMetrics(path string, f *File) error {
 		// A service's umask (0077) would hide the file from node_exporter's user.
 		os.Chmod(dir, 0o755)
 	}
-	data := Metrics(f)
-	return WriteFileAtomic(path, 0o644, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
+	if err := prometheus.WriteToTextfile(path, registry(f)); err != nil {
+		return fmt.Errorf("cannot write metrics file %s: %v", path, unwrapPath(err))
+	}
+	return nil
 }
 
 func (m *metricFamily) add(labels [][2]string, v float64) {
 	m.samples = append(m.samples, sample{labels: labels, value: v})
 }
 
-func (m *metricFamily) write(b *bytes.Buffer) {
+// register adds the family to reg as a gauge vector, when it has samples. Label values are made
+// valid UTF-8 (a repository path need not be), which the exposition format requires.
+func (m *metricFamily) register(reg *prometheus.Registry) {
 	if len(m.samples) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "# HELP %s %s\n", m.name, escapeHelp(m.help))
-	fmt.Fprintf(b, "# TYPE %s gauge\n", m.name)
-	sort.SliceStable(m.samples, func(i, j int) bool { return labelKey(m.samples[i].labels) < labelKey(m.samples[j].labels) })
+	var names []string
+	for _, l := range m.samples[0].labels {
+		names = append(names, l[0])
+	}
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: m.name, Help: m.help}, names)
 	for _, s := range m.samples {
-		b.WriteString(m.name)
-		if len(s.labels) > 0 {
-			b.WriteByte('{')
-			for i, l := range s.labels {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(b, "%s=\"%s\"", l[0], escapeLabel(l[1]))
-			}
-			b.WriteByte('}')
+		values := make([]string, len(s.labels))
+		for i, l := range s.labels {
+			values[i] = strings.ToValidUTF8(l[1], "\uFFFD")
 		}
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatFloat(s.value, 'g', -1, 64))
-		b.WriteByte('\n')
+		g.WithLabelValues(values...).Set(s.value)
 	}
+	reg.MustRegister(g)
 }
-
-func labelKey(l [][2]string) string {
-	var parts []string
-	for _, kv := range l {
-		parts = append(parts, kv[0]+"\x00"+kv[1])
-	}
-	return strings.Join(parts, "\x01")
-}
-
-// escapeLabel and escapeHelp follow the exposition format: label values escape \, " and
-// newline; help text escapes \ and newline.
-var (
-	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-)
-
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
 
 func unix(t time.Time) float64 { return float64(t.Unix()) }
 

@@ -251,3 +251,24 @@ func parseSample(line string) (name string, labels []string, rest string, err er
 	}
 	return name, labels, s[1:], nil
 }
+
+// A repository path need not be UTF-8; the exposition format's label values must be.
+func TestMetricsWithANonUTF8RepositoryPath(t *testing.T) {
+	f := &File{}
+	f.apply(Outcome{Job: JobBackup, Repository: "/mnt/\xff\xfe-disk", Status: StatusFailed})
+	path := filepath.Join(t.TempDir(), "cht_backup.prom")
+	if err := WriteMetrics(path, f); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	series, err := parseExposition(string(b))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if _, ok := series["cht_backup_last_run_exit_code{job=\"backup\",repository=\"/mnt/\uFFFD-disk\"}"]; !ok {
+		t.Errorf("the repository's series is missing:\n%s", b)
+	}
+	if left, _ := filepath.Glob(path + "*"); len(left) != 1 {
+		t.Errorf("temporary files left beside the metrics file: %q", left)
+	}
+}
