@@ -40,10 +40,9 @@ func newApp() *cli.App {
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version, the commit and the borg found"}
 	cli.VersionPrinter = printVersion
 	app := &cli.App{
-		Name:        "cht-backup",
-		Usage:       "encrypted, append-only, proven-restorable borg backups of a CHT server",
-		Version:     version,
-		Description: appDescription,
+		Name:    "cht-backup",
+		Usage:   "encrypted, append-only, proven-restorable borg backups of a CHT server",
+		Version: version,
 		Commands: []*cli.Command{
 			preflightCommand(),
 			initCommand(),
@@ -67,6 +66,7 @@ func newApp() *cli.App {
 			os.Exit(exitUsage)
 		},
 	}
+	app.Description = appDescription
 	for _, cmd := range app.Commands {
 		prepareCommand(cmd)
 	}
