@@ -3,6 +3,7 @@ package borg
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -96,3 +97,10 @@ func (t *BorgTime) UnmarshalJSON(b []byte) error {
 func ArchivesInfoArgs(repo Repository) []string {
 	return []string{"info", "--log-json", "--json", "--glob-archives", "*", "--sort-by", "timestamp", repo.Raw}
 }
+
+// checkpointName is how borg names the partial archives an interrupted `borg create` leaves:
+// NAME.checkpoint, and NAME.checkpoint.1, .2, ... when that name is taken.
+var checkpointName = regexp.MustCompile(`\.checkpoint(\.\d+)?$`)
+
+// IsCheckpoint reports whether an archive name is one of borg's checkpoint archives.
+func IsCheckpoint(name string) bool { return checkpointName.MatchString(name) }
