@@ -81,13 +81,15 @@ func TestBorgVersionMatrix(t *testing.T) {
 			}
 
 			r = run("init", "--json")
-			var in struct {
+			var inits []struct {
+				Created      bool   `json:"created"`
 				KeyFile      string `json:"key_file"`
 				PaperKeyFile string `json:"paper_key_file"`
 			}
-			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &in) != nil {
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &inits) != nil || len(inits) != 1 || !inits[0].Created {
 				t.Fatalf("init:\n%s", r)
 			}
+			in := inits[0]
 			if b, err := os.ReadFile(in.KeyFile); err != nil || !strings.HasPrefix(string(b), "BORG_KEY ") {
 				t.Errorf("exported key %s: %v %.40q", in.KeyFile, err, b)
 			}
