@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
@@ -140,5 +141,65 @@ func TestBorgVersionMatrix(t *testing.T) {
 				t.Fatalf("check:\n%s", r)
 			}
 		})
+	}
+}
+
+// A file that changes while borg 1.4 reads it (exit code 100, msgid FileChangedWarning) is the
+// benign warning, exactly as with borg 1.2: exit 1, the path named, the archive written.
+func TestBackupFileChangedWithBorg14IsAWarning(t *testing.T) {
+	needEnv(t)
+	client, err := borgSeriesPath("1.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	w.env = append(w.env, "CHT_BACKUP_BORG="+client)
+	h := newCHTHost(t, w, sourcestest.LabelsOnly)
+	w.mustInit(t, w.remoteRepo())
+	big := filepath.Join(h.tree.CouchDBData, "shards", h.tree.ShardRanges[0], "growing.1700000000.couch")
+	f, err := os.OpenFile(big, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for i := 0; i < 256; i++ {
+		f.Write(buf)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				f.Write(buf[:4096])
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	r := w.run(w.backupArgs(h, "--json")...)
+	close(stop)
+	<-done
+	if r.code != 1 {
+		t.Fatalf("want exit 1 (warning):\n%s", r)
+	}
+	rep := decodeReport(t, r)
+	found := false
+	for _, wn := range rep.Repositories[0].Warnings {
+		if wn.Path == big && strings.Contains(wn.Message, "changed while") {
+			found = true
+		}
+	}
+	if !found || !rep.Repositories[0].OK {
+		t.Fatalf("the changed file must be named in a warning and the archive kept:\n%s", r)
+	}
+	if names := archiveNames(t, w, w.remoteRepo()); len(names) != 1 {
+		t.Fatalf("a warning still writes the archive: %v", names)
 	}
 }
