@@ -3,7 +3,6 @@ package borg
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"time"
 )
 
@@ -97,10 +96,3 @@ func (t *BorgTime) UnmarshalJSON(b []byte) error {
 func ArchivesInfoArgs(repo Repository) []string {
 	return []string{"info", "--log-json", "--json", "--glob-archives", "*", "--sort-by", "timestamp", repo.Raw}
 }
-
-// checkpointName is how borg names the partial archives an interrupted `borg create` leaves:
-// NAME.checkpoint, and NAME.checkpoint.1, .2, ... when that name is taken.
-var checkpointName = regexp.MustCompile(`\.checkpoint(\.\d+)?$`)
-
-// IsCheckpoint reports whether an archive name is one of borg's checkpoint archives.
-func IsCheckpoint(name string) bool { return checkpointName.MatchString(name) }
