@@ -443,7 +443,8 @@ private_apt() {
 	"$tool" -q -o Dir::Etc::SourceList="$BORG_APT/sources.list" \
 		-o Dir::Etc::SourceParts="$BORG_APT/sources.list.d" \
 		-o Dir::State::Lists="$BORG_APT/lists" -o Dir::Cache="$BORG_APT/cache" \
-		-o APT::Sandbox::User=root "$@" 9>&-
+		-o APT::Sandbox::User=root -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
+		-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false "$@" 9>&-
 }
 
 PRIVATE_APT_READY=""
