@@ -80,6 +80,14 @@ func TestBorgVersionMatrix(t *testing.T) {
 				!regexp.MustCompile(`remote borg\s+borg `+regexp.QuoteMeta(cell.serve)+`\.\d+`).MatchString(r.stdout) {
 				t.Fatalf("preflight must pass and name client %s, server %s:\n%s", cell.client, cell.serve, r)
 			}
+			// With a shell key, borg starts BORG_REMOTE_PATH on the server; preflight asks that one.
+			serve, _ := borgSeriesPath(cell.serve)
+			shell := newWorld(t)
+			shell.env = append(shell.env, "CHT_BACKUP_BORG="+client, "BORG_REMOTE_PATH="+serve)
+			r = shell.run(append([]string{"preflight", "--repo", shell.remoteRepo()}, shell.common(testEnv["SSH_SHELL_KEY"])...)...)
+			if r.code != 0 || !regexp.MustCompile(`remote borg\s+borg `+regexp.QuoteMeta(cell.serve)+`\.\d+`).MatchString(r.stdout) {
+				t.Fatalf("preflight over the shell key with BORG_REMOTE_PATH=%s must name borg %s:\n%s", serve, cell.serve, r)
+			}
 
 			r = run("init", "--json")
 			var inits []struct {
