@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
@@ -87,7 +86,7 @@ func listArchives(ctx context.Context, r *borg.Runner, repo borg.Repository) ([]
 	for _, a := range info.Archives {
 		list = append(list, Archive{
 			Repository: repo.Raw, Name: a.Name, Time: a.Start.Time, Host: a.Hostname,
-			Checkpoint: strings.HasSuffix(a.Name, ".checkpoint"), Files: a.Stats.NFiles,
+			Checkpoint: borg.IsCheckpoint(a.Name), Files: a.Stats.NFiles,
 			OriginalSize: a.Stats.OriginalSize, CompressedSize: a.Stats.CompressedSize, DeduplicatedSize: a.Stats.DeduplicatedSize,
 		})
 	}
@@ -141,7 +140,7 @@ func resolveArchive(ctx context.Context, r *borg.Runner, repo borg.Repository, n
 	}
 	if name == "latest" {
 		for i := len(l.Archives) - 1; i >= 0; i-- {
-			if !strings.HasSuffix(l.Archives[i].Name, ".checkpoint") {
+			if !borg.IsCheckpoint(l.Archives[i].Name) {
 				return l.Archives[i].Name, nil
 			}
 		}

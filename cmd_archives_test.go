@@ -28,6 +28,11 @@ func TestArchivesListsOldestFirstAndLatestSkipsCheckpoints(t *testing.T) {
 	if out, err := runWithPassphrase(w, []string{"borg", "create", w.remoteRepo() + "::interrupted.checkpoint", h.tree.EnvFile}); err != nil {
 		t.Fatalf("borg create checkpoint: %v\n%s", err, out)
 	}
+	// borg numbers a further checkpoint of the same name.
+	time.Sleep(1100 * time.Millisecond)
+	if out, err := runWithPassphrase(w, []string{"borg", "create", w.remoteRepo() + "::interrupted.checkpoint.1", h.tree.EnvFile}); err != nil {
+		t.Fatalf("borg create checkpoint: %v\n%s", err, out)
+	}
 
 	args := append([]string{"archives", "--json", "--repo", w.remoteRepo()}, w.common(testEnv["SSH_FORCED_KEY"])...)
 	r := w.run(args...)
@@ -35,8 +40,8 @@ func TestArchivesListsOldestFirstAndLatestSkipsCheckpoints(t *testing.T) {
 		t.Fatalf("archives:\n%s", r)
 	}
 	var raw []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil || len(raw) != 3 {
-		t.Fatalf("want a JSON array of 3 archives: %v\n%s", err, r)
+	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil || len(raw) != 4 {
+		t.Fatalf("want a JSON array of 4 archives: %v\n%s", err, r)
 	}
 	var prev time.Time
 	for i, a := range raw {
@@ -57,12 +62,13 @@ func TestArchivesListsOldestFirstAndLatestSkipsCheckpoints(t *testing.T) {
 			t.Errorf("repository %v", a["repository"])
 		}
 	}
-	if raw[2]["name"] != "interrupted.checkpoint" || raw[2]["checkpoint"] != true || raw[0]["checkpoint"] != false {
+	if raw[2]["name"] != "interrupted.checkpoint" || raw[2]["checkpoint"] != true || raw[0]["checkpoint"] != false ||
+		raw[3]["name"] != "interrupted.checkpoint.1" || raw[3]["checkpoint"] != true {
 		t.Errorf("checkpoint not marked: %v", raw)
 	}
 
 	text := w.run(append([]string{"archives", "--repo", w.remoteRepo()}, w.common(testEnv["SSH_FORCED_KEY"])...)...)
-	if !strings.Contains(text.stdout, "partial") || len(lines(text.stdout, " files ")) != 3 {
+	if !strings.Contains(text.stdout, "partial") || len(lines(text.stdout, " files ")) != 4 {
 		t.Errorf("text listing:\n%s", text)
 	}
 

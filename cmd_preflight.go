@@ -119,6 +119,7 @@ func runPreflight(c *cli.Context, o *options, out io.Writer) error {
 
 	// Local checks.
 	r := borg.NewRunner(borg.Credentials{}, o.Log)
+	r.Binary = o.Borg
 	if v, err := r.DetectVersion(ctx); err != nil {
 		l.failErr("", "borg", err, "install borgbackup 1.2 or 1.4 (apt-get install borgbackup)")
 	} else {
@@ -300,6 +301,7 @@ func checkRemoteRepository(c *cli.Context, l *Checklist, o *options, repo borg.R
 		return
 	}
 	defer client.Close()
+	client.RemoteBorg = os.Getenv("BORG_REMOTE_PATH") // borg itself starts this one on the server
 	l.ok(name, "host key", fmt.Sprintf("%s matches %s", client.HostKeyFingerprint(), o.KnownHosts))
 	l.ok(name, "login", "logged in as "+target.User)
 

@@ -46,6 +46,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "healthcheck-url", EnvVars: []string{envName("healthcheck-url")}, Usage: "`URL` pinged healthchecks.io style: URL/start, URL on success, URL/fail on failure"},
 		&cli.StringFlag{Name: "log-format", Value: "auto", EnvVars: []string{envName("log-format")}, Usage: "`FORMAT` of log lines on stderr: auto, text or json (json for journald and log shippers)"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, EnvVars: []string{envName("verbose")}, Usage: "debug logging, including borg's own messages"},
+		&cli.StringFlag{Name: "borg", Value: "borg", EnvVars: []string{envName("borg")}, Usage: "the borg `PATH` to run, e.g. a borg 1.4 unpacked beside the system's 1.2 (default: borg from PATH)"},
 	}
 }
 
@@ -68,6 +69,7 @@ type options struct {
 	MetricsFile    string
 	HealthcheckURL string
 	JSON           bool
+	Borg           string // the borg binary: a name looked up in PATH, or a path
 	Log            *logrus.Logger
 
 	// passphrase sources found in the config file (the environment wins over them)
@@ -135,6 +137,7 @@ func loadOptions(c *cli.Context) (*options, error) {
 		RetryWait:      c.Duration("retry-wait"),
 		MetricsFile:    c.String("metrics-file"),
 		HealthcheckURL: c.String("healthcheck-url"),
+		Borg:           c.String("borg"),
 		Log:            log,
 		fileEnv:        fileEnv,
 	}
@@ -242,6 +245,7 @@ func (o *options) runner(ctx context.Context, needPassphrase bool) (*borg.Runner
 		return nil, err
 	}
 	r := borg.NewRunner(creds, o.Log)
+	r.Binary = o.Borg
 	r.LockWait = o.RepoLockWait
 	if _, err := r.DetectVersion(ctx); err != nil {
 		return nil, &userError{err: err, hint: "install borgbackup 1.2 or 1.4 (apt-get install borgbackup)"}

@@ -13,7 +13,11 @@ import (
 // runWithPassphrase runs a plain borg command for test setup or inspection, with the passphrase
 // in its environment (tests only; the tool itself never does this).
 func runWithPassphrase(w *world, argv []string) (string, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
+	bin := argv[0]
+	if bin == "borg" {
+		bin = borgBin()
+	}
+	cmd := exec.Command(bin, argv[1:]...)
 	cmd.Env = append(append([]string{}, w.env...), "BORG_PASSPHRASE="+w.passphrase,
 		"BORG_RSH=ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="+testEnv["SSH_KNOWN_HOSTS"]+" -i "+testEnv["SSH_SHELL_KEY"])
 	out, err := cmd.CombinedOutput()
@@ -25,7 +29,7 @@ func plainExtract(t *testing.T, w *world, repo, archive string) string {
 	t.Helper()
 	dir := filepath.Join(w.dir, "extract-"+archive)
 	os.MkdirAll(dir, 0o700)
-	cmd := exec.Command("borg", "extract", repo+"::"+archive)
+	cmd := exec.Command(borgBin(), "extract", repo+"::"+archive)
 	cmd.Dir = dir
 	cmd.Env = append(append([]string{}, w.env...), "BORG_PASSPHRASE="+w.passphrase,
 		"BORG_RSH=ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="+testEnv["SSH_KNOWN_HOSTS"]+" -i "+testEnv["SSH_SHELL_KEY"])

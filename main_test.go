@@ -134,3 +134,45 @@ func TestTargetClashWithLivePaths(t *testing.T) {
 		}
 	}
 }
+
+// --borg picks the borg binary; CHT_BACKUP_BORG and the config file set it too, default is
+// borg from PATH.
+func TestBorgSetting(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cht-backup.env")
+	os.WriteFile(cfg, []byte("CHT_BACKUP_BORG=/from/file/borg\n"), 0o600)
+	empty := filepath.Join(dir, "empty.env")
+	os.WriteFile(empty, nil, 0o600)
+	var got *options
+	app := newApp()
+	app.Commands = []*cli.Command{{Name: "probe", Action: func(c *cli.Context) error {
+		var err error
+		got, err = loadOptions(c)
+		return err
+	}}}
+	for _, cmd := range app.Commands {
+		prepareCommand(cmd)
+	}
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string
+	}{
+		{"", []string{"--config", empty}, "borg"},
+		{"", []string{"--config", cfg}, "/from/file/borg"},
+		{"/from/env/borg", []string{"--config", cfg}, "/from/env/borg"},
+		{"/from/env/borg", []string{"--config", cfg, "--borg", "/from/flag/borg"}, "/from/flag/borg"},
+	} {
+		t.Setenv("CHT_BACKUP_BORG", tc.env)
+		if tc.env == "" {
+			os.Unsetenv("CHT_BACKUP_BORG")
+		}
+		args := append([]string{"cht-backup", "probe"}, tc.args...)
+		if err := app.Run(args); err != nil {
+			t.Fatal(err)
+		}
+		if got.Borg != tc.want {
+			t.Errorf("%v with CHT_BACKUP_BORG=%q: borg %q, want %q", tc.args, tc.env, got.Borg, tc.want)
+		}
+	}
+}

@@ -52,6 +52,10 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, err)
 				return 2
 			}
+			if err := chooseBorgVersions(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
 		}
 		return m.Run()
 	}()
@@ -118,7 +122,61 @@ func newWorld(t *testing.T) *world {
 		w.env = append(w.env, kv)
 	}
 	w.env = append(w.env, "BORG_BASE_DIR="+filepath.Join(dir, "borg-base"))
+	if clientBorg != "" {
+		w.env = append(w.env, "CHT_BACKUP_BORG="+clientBorg)
+	}
+	if serveBorg != "" {
+		// the shell key runs what the client asks for; the forced key was swapped in TestMain
+		w.env = append(w.env, "BORG_REMOTE_PATH="+serveBorg)
+	}
 	return w
+}
+
+// The whole end-to-end suite runs with any borg series as the client and as the server's borg
+// serve: CHT_BACKUP_TEST_BORG=1.4 picks the client, CHT_BACKUP_TEST_BORG_SERVE=1.2 the server.
+// Unset, both are the system's borg.
+var (
+	clientBorg string // CHT_BACKUP_BORG of every run, when chosen
+	serveBorg  string // BORG_REMOTE_PATH of every run, when chosen
+)
+
+// borgSeriesPath is the wrapper test-env.sh set up for a borg series ("1.4"), or why there is none.
+func borgSeriesPath(series string) (string, error) {
+	key := strings.ReplaceAll(series, ".", "_")
+	if p := testEnv["BORG_"+key]; p != "" {
+		return p, nil
+	}
+	if why := testEnv["BORG_"+key+"_MISSING"]; why != "" {
+		return "", fmt.Errorf("borg %s is not set up for the tests: %s", series, why)
+	}
+	return "", fmt.Errorf("borg %s is not set up for the tests (scripts/test-env.sh knows %s)", series, "1.2 and 1.4")
+}
+
+func chooseBorgVersions() error {
+	if s := os.Getenv("CHT_BACKUP_TEST_BORG"); s != "" {
+		p, err := borgSeriesPath(s)
+		if err != nil {
+			return fmt.Errorf("CHT_BACKUP_TEST_BORG=%s: %v", s, err)
+		}
+		clientBorg = p
+	}
+	if s := os.Getenv("CHT_BACKUP_TEST_BORG_SERVE"); s != "" {
+		p, err := borgSeriesPath(s)
+		if err != nil {
+			return fmt.Errorf("CHT_BACKUP_TEST_BORG_SERVE=%s: %v", s, err)
+		}
+		serveBorg = p
+		testEnv["SSH_FORCED_KEY"] = testEnv["SSH_FORCED_KEY_BORG_"+strings.ReplaceAll(s, ".", "_")]
+	}
+	return nil
+}
+
+// borgBin is the borg that plain-borg helpers run: the client series under test.
+func borgBin() string {
+	if clientBorg != "" {
+		return clientBorg
+	}
+	return "borg"
 }
 
 // remoteRepo is this test's repository on the test sshd.

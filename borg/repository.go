@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -142,3 +143,11 @@ func withoutBrackets(s string) string {
 	}
 	return s
 }
+
+// checkpointRE matches the names borg gives the partial archives an interrupted create leaves:
+// NAME.checkpoint, and NAME.checkpoint.N when several were written.
+var checkpointRE = regexp.MustCompile(`\.checkpoint(\.[0-9]+)?$`)
+
+// IsCheckpoint reports whether an archive name is one of borg's checkpoints: a partial archive
+// left by an interrupted backup, never to be taken for a complete one.
+func IsCheckpoint(name string) bool { return checkpointRE.MatchString(name) }

@@ -68,6 +68,9 @@ func NewRunner(creds Credentials, log logrus.FieldLogger) *Runner {
 func (r *Runner) DetectVersion(ctx context.Context) (Version, error) {
 	bin := r.binary()
 	if _, err := exec.LookPath(bin); err != nil {
+		if strings.Contains(bin, "/") {
+			return Version{}, fmt.Errorf("borg %s does not exist or is not executable: fix --borg (CHT_BACKUP_BORG)", bin)
+		}
 		return Version{}, fmt.Errorf("borg is not installed (%s not found in PATH): install the borgbackup package", bin)
 	}
 	cmd := exec.CommandContext(ctx, bin, "--version")

@@ -196,7 +196,7 @@ write_authorized_keys() {
 	shell_pub=$(<"$SHELL_KEY.pub")
 	forced_pub=$(<"$FORCED_KEY.pub")
 	write_file "$BORG_HOME/.ssh/authorized_keys" 0600 "$SSH_USER:$BORG_GID" \
-		"$shell_pub"$'\n'"command=\"$FORCED_COMMAND\",restrict $forced_pub"
+		"$shell_pub"$'\n'"command=\"$FORCED_COMMAND\",restrict $forced_pub""$BORG_VERSION_KEYS"
 }
 
 write_known_hosts() {
@@ -380,6 +380,214 @@ ensure_docker() {
 	die "docker info still fails after $DOCKERD_WAIT s; see $DOCKERD_LOG"
 }
 
+# ---- borg versions ----------------------------------------------------------
+# Tests run cht-backup with borg 1.2 and 1.4, as the client and as the server's `borg serve`,
+# each from a stable path, /opt/cht-backup-test/borg-<series>/bin/borg. The series the system's
+# borg belongs to wraps the system's borg; another series is unpacked (apt-get download, dpkg -x)
+# from the distribution's own suites or its backports suite, whose mirror is read from this
+# machine's apt sources. The system's default borg is never changed. A series that cannot be had
+# leaves its env entries empty and says why in BORG_<series>_MISSING; only the tests that need it
+# fail.
+
+readonly BORG_TEST_ROOT=/opt/cht-backup-test
+readonly BORG_SERIES=(1.2 1.4)
+readonly BORG_APT=$DIR/apt
+
+# series_key 1.4 -> 1_4 (env names), series_tag 1.4 -> 14 (file names)
+series_key() { echo "${1//./_}"; }
+series_tag() { echo "${1//./}"; }
+
+# borg_series BIN: prints the "1.2" of `BIN --version`.
+borg_series() {
+	local out
+	out=$("$1" --version 2>/dev/null) || return 1
+	[[ $out =~ ([0-9]+\.[0-9]+)\.[0-9]+ ]] || return 1
+	echo "${BASH_REMATCH[1]}"
+}
+
+# distro_sources CODENAME: the machine's own apt entries for CODENAME, each also for
+# CODENAME-backports, in their own format (one-line or deb822, Signed-By kept), so no mirror
+# name is written anywhere but in this machine's own config.
+distro_sources() {
+	local codename=$1 f
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[[ -f $f ]] || continue
+		awk -v c="$codename" '
+			{ sub(/#.*/, "") }
+			$1 == "deb" {
+				i = 2; opts = ""
+				if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) { opts = opts $i " "; i++ } opts = opts $i; i++ }
+				if ($(i + 1) == c) {
+					print "deb " opts " " $i " " c " main"
+					print "deb " opts " " $i " " c "-backports main"
+				}
+			}' "$f"
+	done >"$BORG_APT/sources.list"
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -f $f ]] || continue
+		awk -v c="$codename" '
+			function flush(   i, n, w, isdeb, match_, on) {
+				isdeb = 0; match_ = 0; on = 1
+				n = split(types, w, /[ \t]+/); for (i = 1; i <= n; i++) if (w[i] == "deb") isdeb = 1
+				n = split(suites, w, /[ \t]+/); for (i = 1; i <= n; i++) if (w[i] == c) match_ = 1
+				if (tolower(enabled) == "no") on = 0
+				if (isdeb && match_ && on && nl > 0) {
+					for (i = 1; i <= nl; i++) print lines[i]
+					print "Suites: " c " " c "-backports"
+					print "Components: main"
+					print ""
+				}
+				nl = 0; types = ""; suites = ""; enabled = ""; field = ""
+			}
+			/^#/ { next }
+			/^[ \t]*$/ { flush(); next }
+			/^[ \t]/ { if (field != "suites" && field != "components" && field != "types") lines[++nl] = $0; next }
+			{
+				field = tolower(substr($0, 1, index($0, ":") - 1)); val = substr($0, index($0, ":") + 1)
+				sub(/^[ \t]+/, "", val)
+				if (field == "types") { types = val; lines[++nl] = "Types: deb" }
+				else if (field == "suites") suites = val
+				else if (field == "enabled") enabled = val
+				else if (field != "components") lines[++nl] = $0
+			}
+			END { flush() }' "$f"
+	done >"$BORG_APT/sources.list.d/distro.sources"
+	[[ -s $BORG_APT/sources.list || -s $BORG_APT/sources.list.d/distro.sources ]]
+}
+
+# private_apt ARGS...: apt with its own lists and cache under $BORG_APT, the system's untouched.
+private_apt() {
+	local tool=$1
+	shift
+	"$tool" -q -o Dir::Etc::SourceList="$BORG_APT/sources.list" \
+		-o Dir::Etc::SourceParts="$BORG_APT/sources.list.d" \
+		-o Dir::State::Lists="$BORG_APT/lists" -o Dir::Cache="$BORG_APT/cache" \
+		-o APT::Sandbox::User=root -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
+		-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false "$@" 9>&-
+}
+
+PRIVATE_APT_READY=""
+ensure_private_apt() {
+	[[ -z $PRIVATE_APT_READY ]] || return 0
+	local codename
+	have apt-get || { echo "apt-get is not available"; return 1; }
+	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	[[ -n $codename ]] || { echo "/etc/os-release names no VERSION_CODENAME"; return 1; }
+	install -d -m 0700 "$BORG_APT" "$BORG_APT/sources.list.d" "$BORG_APT/lists/partial" "$BORG_APT/cache/archives/partial"
+	distro_sources "$codename" ||
+		{ echo "no apt source for $codename in /etc/apt/sources.list or /etc/apt/sources.list.d/ to derive $codename-backports from"; return 1; }
+	note "reading $codename and $codename-backports package lists (mirrors from this machine's apt sources) into $BORG_APT"
+	private_apt apt-get update >&2 ||
+		{ echo "apt-get update of $codename-backports failed (see above)"; return 1; }
+	PRIVATE_APT_READY=1
+}
+
+# deb_depends_missing DEB: the dependencies of DEB this machine lacks, as apt-get install
+# arguments (first alternative of each; version constraints checked against what is installed).
+deb_depends_missing() {
+	local dep name op ver have_ver
+	while IFS= read -r dep; do
+		dep=${dep%%|*}
+		dep=$(sed -E 's/^ +| +$//g' <<<"$dep")
+		[[ -n $dep ]] || continue
+		name=${dep%% *}
+		name=${name%:any}
+		op="" ver=""
+		if [[ $dep =~ \(([<>=]+)\ *([^\)]+)\) ]]; then op=${BASH_REMATCH[1]} ver=${BASH_REMATCH[2]}; fi
+		have_ver=$(dpkg-query -W -f '${Status} ${Version}' "$name" 2>/dev/null | awk '$3 == "installed" { print $4 }')
+		if [[ -z $have_ver ]] || { [[ -n $op ]] && ! dpkg --compare-versions "$have_ver" "$op" "$ver"; }; then
+			echo "$name"
+		fi
+	done < <(dpkg-deb -f "$1" Depends | tr ',' '\n')
+}
+
+# unpack_borg SERIES PREFIX: borg SERIES.x from the private apt lists into PREFIX/root, its
+# dependencies installed from the distribution when missing. Prints a reason on failure.
+unpack_borg() {
+	local series=$1 prefix=$2 ver tmp deb missing
+	ensure_private_apt || return 1
+	ver=$(private_apt apt-cache madison borgbackup 2>/dev/null | awk -F'|' -v s="$series" '
+		{ gsub(/ /, "", $2); if (index($2, s ".") == 1) { print $2; exit } }')
+	[[ -n $ver ]] || { echo "no borgbackup $series.x in this distribution's suites or its backports"; return 1; }
+	tmp=$(mktemp -d "$DIR/.borg-$series.XXXXXX")
+	note "unpacking borgbackup $ver into $prefix"
+	(cd "$tmp" && private_apt apt-get download "borgbackup=$ver" >&2) ||
+		{ rm -rf -- "$tmp"; echo "apt-get download borgbackup=$ver failed (see above)"; return 1; }
+	deb=$(echo "$tmp"/borgbackup_*.deb)
+	missing=$(deb_depends_missing "$deb")
+	if [[ -n $missing ]]; then
+		note "installing borgbackup $ver's dependencies: $(echo $missing)"
+		# shellcheck disable=SC2086 # one package name per word
+		DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 install $missing >&2 9>&- ||
+			{ rm -rf -- "$tmp"; echo "cannot install borgbackup $ver's dependencies ($(echo $missing))"; return 1; }
+	fi
+	rm -rf -- "$prefix/root"
+	install -d -m 0755 "$prefix"
+	dpkg -x "$deb" "$prefix/root" || { rm -rf -- "$tmp"; echo "dpkg -x $deb failed"; return 1; }
+	rm -rf -- "$tmp"
+	chmod -R go+rX "$prefix/root"
+}
+
+# borg_wrapper_text SERIES PREFIX SYSTEM_BORG: a wrapper running the system's borg, or the
+# unpacked one with its own python modules first on the path.
+borg_wrapper_text() {
+	local series=$1 prefix=$2 system=$3
+	echo "#!/bin/sh"
+	echo "# borg $series for cht-backup's tests; written by scripts/test-env.sh, do not edit."
+	if [[ -n $system ]]; then
+		echo "exec $system \"\$@\""
+	else
+		echo "PYTHONPATH=$prefix/root/usr/lib/python3/dist-packages\${PYTHONPATH:+:\$PYTHONPATH}"
+		echo "export PYTHONPATH"
+		echo "exec /usr/bin/python3 $prefix/root/usr/bin/borg \"\$@\""
+	fi
+}
+
+# ensure_borg_series SERIES: /opt/cht-backup-test/borg-SERIES/bin/borg runs borg SERIES.x.
+# Prints a reason on failure.
+ensure_borg_series() {
+	local series=$1 prefix=$BORG_TEST_ROOT/borg-$1 system="" text got
+	local wrapper=$prefix/bin/borg
+	if [[ -x $wrapper && -f $prefix/series && $(<"$prefix/series") == "$series" ]]; then
+		return 0 # checked when it was written; tests fail loudly if it broke since
+	fi
+	if have borg && [[ $(borg_series "$(type -P borg)") == "$series" ]]; then
+		system=$(type -P borg)
+	else
+		unpack_borg "$series" "$prefix" || return 1
+	fi
+	install -d -m 0755 "$BORG_TEST_ROOT" "$prefix" "$prefix/bin"
+	text=$(borg_wrapper_text "$series" "$prefix" "$system")
+	write_file "$wrapper" 0755 root:root "$text"
+	got=$(borg_series "$wrapper") || got="nothing"
+	[[ $got == "$series" ]] || { echo "$wrapper runs borg $got, not $series"; return 1; }
+	write_file "$prefix/series" 0644 root:root "$series"
+}
+
+# Set by ensure_borg_versions, used by write_authorized_keys and write_env.
+BORG_VERSION_KEYS=""
+BORG_VERSION_ENV=""
+BORG_VERSION_STATE=""
+ensure_borg_versions() {
+	local series key tag wrapper reason pub
+	for series in "${BORG_SERIES[@]}"; do
+		key=$(series_key "$series")
+		tag=$(series_tag "$series")
+		wrapper=$BORG_TEST_ROOT/borg-$series/bin/borg
+		if reason=$(ensure_borg_series "$series"); then
+			ensure_key "$DIR/id_forced_borg$tag" "cht-backup test key forced to borg $series serve" >/dev/null
+			pub=$(<"$DIR/id_forced_borg$tag.pub")
+			BORG_VERSION_KEYS+=$'\n'"command=\"$wrapper serve --append-only --restrict-to-path $REPO_ROOT\",restrict $pub"
+			BORG_VERSION_ENV+=$'\n'"BORG_$key=$wrapper"$'\n'"SSH_FORCED_KEY_BORG_$key=$DIR/id_forced_borg$tag"$'\n'"BORG_${key}_MISSING="
+			BORG_VERSION_STATE+="$series at $wrapper; "
+		else
+			note "borg $series is not available for the tests: $reason"
+			BORG_VERSION_ENV+=$'\n'"BORG_$key="$'\n'"SSH_FORCED_KEY_BORG_$key="$'\n'"BORG_${key}_MISSING=$reason"
+			BORG_VERSION_STATE+="$series MISSING ($reason); "
+		fi
+	done
+}
+
 # ---- self-check, env ------------------------------------------------------
 
 ssh_as_borg() {
@@ -439,7 +647,7 @@ SSH_SHELL_KEY=$SHELL_KEY
 SSH_FORCED_KEY=$FORCED_KEY
 SSH_KNOWN_HOSTS=$KNOWN_HOSTS
 SSH_REPO_ROOT=$REPO_ROOT
-SSH_HOST_KEY_FINGERPRINT=$(host_key_fingerprint)"
+SSH_HOST_KEY_FINGERPRINT=$(host_key_fingerprint)$BORG_VERSION_ENV"
 }
 
 # ---- commands -------------------------------------------------------------
@@ -456,6 +664,7 @@ cmd_setup() {
 	ensure_state_dir
 	ensure_account
 	ensure_keys
+	ensure_borg_versions
 	write_authorized_keys
 	ensure_sshd
 	write_known_hosts
@@ -467,6 +676,7 @@ cmd_setup() {
 		sshd "$SSH_HOST:$PORT $SSHD_STATE, host key $(host_key_fingerprint)" \
 		account "$SSH_USER: shell key runs whoami, forced key lands in borg serve --append-only" \
 		dockerd "server $DOCKER_VERSION, $DOCKER_STATE" \
+		borg "${BORG_VERSION_STATE%; }" \
 		env "$ENV_FILE"
 }
 

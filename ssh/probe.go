@@ -56,7 +56,7 @@ func (c *Client) Probe(ctx context.Context, repoPath string) Probe {
 		return p
 	}
 
-	if out, err := c.runChecked(ctx, "borg --version"); err != nil {
+	if out, err := c.runChecked(ctx, c.remoteBorg()+" --version"); err != nil {
 		p.BorgVersionErr = err
 	} else {
 		p.BorgVersion, p.BorgVersionErr = parseBorgVersion(out)

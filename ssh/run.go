@@ -112,7 +112,7 @@ func (c *Client) BorgServeVersion(ctx context.Context) (string, error) {
 	}
 	stderr := &cappedBuffer{max: maxStderr}
 	sess.Stderr = stderr
-	if err := sess.Start("borg serve"); err != nil {
+	if err := sess.Start(c.remoteBorg() + " serve"); err != nil {
 		return "", fmt.Errorf("starting borg serve: %w", err)
 	}
 

@@ -66,6 +66,17 @@ type Client struct {
 	hostKey   xssh.PublicKey
 	agentConn net.Conn
 	target    Target
+
+	// RemoteBorg is how the server's borg is started through a shell key, as borg's own
+	// BORG_REMOTE_PATH says (shell words, e.g. "/opt/borg-1.4/bin/borg"); empty means borg.
+	RemoteBorg string
+}
+
+func (c *Client) remoteBorg() string {
+	if strings.TrimSpace(c.RemoteBorg) == "" {
+		return "borg"
+	}
+	return c.RemoteBorg
 }
 
 // Dial connects to t, verifies the host key against the known_hosts file and
