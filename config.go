@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
-	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/configfile"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
@@ -80,20 +80,9 @@ type options struct {
 // then reads the result.
 func loadOptions(c *cli.Context) (*options, error) {
 	cfgPath := c.String("config")
-	fileEnv := map[string]string{}
-	vals, err := sources.ParseEnvFile(cfgPath)
-	switch {
-	case err == nil:
-		fileEnv = vals
-	case errors.Is(err, fs.ErrNotExist) && !c.IsSet("config"):
-		// no config file at the default place: flags and environment only
-	default:
-		msg := err.Error() // a syntax error names the line
-		if cause := errors.Unwrap(err); cause != nil {
-			msg = cause.Error() // e.g. "no such file or directory"
-		}
-		return nil, &userError{err: fmt.Errorf("cannot read config file %s: %s", cfgPath, msg),
-			hint: "create the config file (KEY=VALUE lines, see the README) or point --config at it", code: exitUsage}
+	fileEnv, err := readConfigFile(cfgPath, c.IsSet("config"))
+	if err != nil {
+		return nil, err
 	}
 	known := map[string]bool{"BORG_PASSPHRASE": true, "BORG_PASSCOMMAND": true}
 	if c.App != nil {
@@ -162,6 +151,28 @@ func loadOptions(c *cli.Context) (*options, error) {
 		o.Repos = append(o.Repos, r)
 	}
 	return o, nil
+}
+
+// readConfigFile reads the config file. The file is cht-backup's to read (the units pass it
+// with --config, never as an EnvironmentFile=), and configfile refuses every line systemd would
+// read differently. A file that holds the passphrase must be readable by its owner alone. A
+// missing file is fine only at the default place when --config was not given.
+func readConfigFile(path string, explicit bool) (map[string]string, error) {
+	f, err := configfile.Read(path)
+	var syntax *configfile.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return nil, &userError{err: err, hint: "fix that line; cht-backup and systemd must read the file alike (see the README, \"Config file\")", code: exitUsage}
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+		return map[string]string{}, nil // no config file at the default place: flags and environment only
+	case err != nil:
+		return nil, &userError{err: err, hint: "create the config file (KEY=VALUE lines, see the README) or point --config at it", code: exitUsage}
+	}
+	if _, ok := f.Values["BORG_PASSPHRASE"]; ok && f.Mode&0o077 != 0 {
+		return nil, &userError{err: fmt.Errorf("config file %s holds BORG_PASSPHRASE (line %d) and has mode %04o: group or others can read it", path, f.Line("BORG_PASSPHRASE"), f.Mode),
+			hint: fmt.Sprintf("run `chmod 600 %s`, or move the passphrase to a --passphrase-file", path), code: exitUsage}
+	}
+	return f.Values, nil
 }
 
 // markKnown records every setting any command takes, so a config file shared by all commands

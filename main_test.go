@@ -40,7 +40,7 @@ func TestReorderArgs(t *testing.T) {
 func TestSettingsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cht-backup.env")
-	os.WriteFile(cfg, []byte("# config\nCHT_BACKUP_STATE_DIR=/from/file\nCHT_BACKUP_CHT_DIR=/file/cht\nexport CHT_BACKUP_REPO=\"/r/one,/r/two\"\nCHT_BACKUP_REPO_LOCK_WAIT=5\n"), 0o600)
+	os.WriteFile(cfg, []byte("# config\nCHT_BACKUP_STATE_DIR=/from/file\nCHT_BACKUP_CHT_DIR=/file/cht\nCHT_BACKUP_REPO=\"/r/one,/r/two\"\nCHT_BACKUP_REPO_LOCK_WAIT=5\n"), 0o600)
 	var got *options
 	app := newApp()
 	app.Commands = []*cli.Command{{Name: "probe", Action: func(c *cli.Context) error {
@@ -65,6 +65,51 @@ func TestSettingsPrecedence(t *testing.T) {
 	os.Unsetenv("CHT_BACKUP_CHT_DIR")
 	if err := app.Run([]string{"cht-backup", "probe", "--config", filepath.Join(dir, "missing.env")}); err == nil || !strings.Contains(err.Error(), "cannot read config file") {
 		t.Errorf("an explicit missing config file must be an error, got %v", err)
+	}
+}
+
+// The config file is refused, with its line, where systemd would read it differently; a file
+// holding the passphrase must be readable by its owner alone.
+func TestConfigFileRefusals(t *testing.T) {
+	dir := t.TempDir()
+	app := newApp()
+	app.Commands = []*cli.Command{{Name: "probe", Action: func(c *cli.Context) error {
+		_, err := loadOptions(c)
+		return err
+	}}}
+	for _, cmd := range app.Commands {
+		prepareCommand(cmd)
+	}
+	tests := []struct {
+		name, text string
+		mode       os.FileMode
+		want       string
+	}{
+		{"inline comment", "CHT_BACKUP_REPO=/var/backups/cht-repo # local copy\n", 0o600, "line 1: the value of CHT_BACKUP_REPO is followed by a \"#\" comment"},
+		{"export", "# c\nexport CHT_BACKUP_REPO=/r\n", 0o600, "line 2: \"export \""},
+		{"passphrase readable by others", "CHT_BACKUP_REPO=/r\nBORG_PASSPHRASE=x\n", 0o644, "holds BORG_PASSPHRASE (line 2) and has mode 0644"},
+		{"passphrase readable by the group", "BORG_PASSPHRASE=x\n", 0o640, "has mode 0640"},
+	}
+	for _, tt := range tests {
+		cfg := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".env")
+		if err := os.WriteFile(cfg, []byte(tt.text), tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(cfg, tt.mode)
+		err := app.Run([]string{"cht-backup", "probe", "--config", cfg})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || exitCode(err) != exitUsage {
+			t.Errorf("%s: got %v (exit %d), want %q and exit %d", tt.name, err, exitCode(err), tt.want, exitUsage)
+		}
+		if err != nil && strings.Contains(err.Error(), "local copy") {
+			t.Errorf("%s: the error quotes the value: %v", tt.name, err)
+		}
+	}
+	// A passphrase-free file may be world-readable (it names paths, not secrets).
+	cfg := filepath.Join(dir, "public.env")
+	os.WriteFile(cfg, []byte("CHT_BACKUP_REPO=/r\n"), 0o644)
+	os.Chmod(cfg, 0o644)
+	if err := app.Run([]string{"cht-backup", "probe", "--config", cfg}); err != nil {
+		t.Errorf("a config file without secrets at 0644: %v", err)
 	}
 }
 
