@@ -71,8 +71,9 @@ func scheduleCommand() *cli.Command {
 				Name:  "install",
 				Usage: "write the units, reload systemd and enable the timers (or print cron lines where systemd does not run)",
 				Description: "Writes cht-backup-{backup,check,verify}.{service,timer} to --unit-dir, runs systemctl daemon-reload\n" +
-					"and enables the timers. The services run `cht-backup JOB --config FILE` with the config file as\n" +
-					"EnvironmentFile. Run it again after changing the repositories, the state dir or the metrics file.",
+					"and enables the timers. The services run `cht-backup JOB --config FILE --lock-wait 3h`: cht-backup reads the\n" +
+					"config file itself, as in a manual run. Run it again after changing the repositories, the state dir or the\n" +
+					"metrics file (a run that finds a path it must write outside the units' ReadWritePaths says so).",
 				Flags: calendarFlags(),
 				Action: scheduleAction(func(c *cli.Context, o *options, so scheduleOptions) error {
 					return runScheduleInstall(c.Context, o, so, os.Stdout, os.Stderr)
@@ -188,7 +189,7 @@ func renderUnits(o *options, so scheduleOptions) ([]unitFile, error) {
 		data := map[string]any{
 			"Unit": j.Unit, "Job": j.Job, "Description": j.Description, "Schedule": j.Schedule,
 			"OnCalendar": strings.ReplaceAll(j.OnCalendar, "%", "%%"), "RandomizedDelaySec": int(so.RandomizedDelay.Seconds()),
-			"Binary": systemdWord(so.Binary), "Config": escapePercent(so.Config), "Home": escapePercent(so.Home),
+			"Binary": systemdWord(so.Binary), "Config": systemdWord(so.Config), "Home": escapePercent(so.Home),
 			"LockWait": scheduledLockWait, "TimeoutStart": scheduledTimeout, "Version": version,
 			"ReadWritePaths": strings.Join(words, " "),
 		}
@@ -211,8 +212,14 @@ func writablePaths(o *options, home string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := notPrivateTmp("the state dir", stateDir); err != nil {
+		return nil, err
+	}
 	paths := []string{stateDir, "-" + filepath.Join(home, ".cache", "borg"), "-" + filepath.Join(home, ".config", "borg")}
 	if m, err := filepath.Abs(filepath.Dir(o.MetricsFile)); err == nil && !within(m, stateDir) {
+		if err := notPrivateTmp("the metrics file", m); err != nil {
+			return nil, err
+		}
 		paths = append(paths, "-"+m)
 	}
 	for _, r := range o.Repos {
@@ -220,11 +227,30 @@ func writablePaths(o *options, home string) ([]string, error) {
 			continue
 		}
 		p, err := filepath.Abs(r.Path)
-		if err == nil && !within(p, stateDir) {
+		if err != nil {
+			continue
+		}
+		if err := notPrivateTmp("repository "+r.Raw, p); err != nil {
+			return nil, err
+		}
+		if !within(p, stateDir) {
 			paths = append(paths, "-"+p)
 		}
 	}
 	return paths, nil
+}
+
+// notPrivateTmp refuses a path the scheduled runs cannot share with manual ones: the units run
+// with PrivateTmp=true, so /tmp and /var/tmp are empty, private directories for them. PrivateTmp
+// stays: it keeps the runs' temporary files (borg's among them) away from other users.
+func notPrivateTmp(what, p string) error {
+	for _, tmp := range []string{"/tmp", "/var/tmp"} {
+		if within(p, tmp) {
+			return &userError{err: fmt.Errorf("%s is under %s (%s), which the scheduled runs do not see: their %s is private and empty (PrivateTmp=true), and %s may be wiped at boot", what, tmp, p, tmp, tmp),
+				hint: "move it out of /tmp and /var/tmp (e.g. under /var/backups), change the config, and run `cht-backup schedule install` again", code: exitUsage}
+		}
+	}
+	return nil
 }
 
 func within(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
@@ -290,6 +316,13 @@ func runScheduleInstall(ctx context.Context, o *options, so scheduleOptions, out
 	for _, d := range []string{filepath.Join(so.Home, ".cache", "borg"), filepath.Join(so.Home, ".config", "borg")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return &userError{err: fmt.Errorf("cannot create borg's directory %s: %v", d, err), hint: "run as root"}
+		}
+	}
+	// ReadWritePaths= skips a "-" path missing when the service starts, and a scheduled run
+	// cannot create it in the read-only rest of the file system: the metrics dir must exist.
+	if d := filepath.Dir(o.MetricsFile); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return &userError{err: fmt.Errorf("cannot create the metrics file's directory %s: %v", d, err), hint: "run as root, or fix --metrics-file"}
 		}
 	}
 	if err := os.MkdirAll(so.UnitDir, 0o755); err != nil {

@@ -65,9 +65,8 @@ func TestScheduleUnitsContent(t *testing.T) {
 		"Unit.Wants":                      {"network-online.target"},
 		"Unit.After":                      {"network-online.target docker.service"},
 		"Service.Type":                    {"oneshot"},
-		"Service.Environment":             {"HOME=/root", "CHT_BACKUP_LOCK_WAIT=3h"},
-		"Service.EnvironmentFile":         {"/etc/cht-backup/cht-backup.env"},
-		"Service.ExecStart":               {"/usr/local/bin/cht-backup backup --config /etc/cht-backup/cht-backup.env"},
+		"Service.Environment":             {"HOME=/root"},
+		"Service.ExecStart":               {"/usr/local/bin/cht-backup backup --config /etc/cht-backup/cht-backup.env --lock-wait 3h"},
 		"Service.SuccessExitStatus":       {"1"},
 		"Service.KillMode":                {"mixed"},
 		"Service.TimeoutStopSec":          {"90"},
@@ -134,7 +133,7 @@ WantedBy=timers.target
 			t.Errorf("%s timer: %v", job, tm)
 		}
 		sv := directives(byName["cht-backup-"+job+".service"])
-		if sv["Service.ExecStart"][0] != "/usr/local/bin/cht-backup "+job+" --config /etc/cht-backup/cht-backup.env" {
+		if sv["Service.ExecStart"][0] != "/usr/local/bin/cht-backup "+job+" --config /etc/cht-backup/cht-backup.env --lock-wait 3h" {
 			t.Errorf("%s ExecStart: %q", job, sv["Service.ExecStart"])
 		}
 	}
@@ -144,18 +143,18 @@ WantedBy=timers.target
 func TestScheduleUnitsEscapePaths(t *testing.T) {
 	o, so := scheduleFixture(t)
 	so.Binary = "/opt/cht backup/bin%n/cht-backup"
-	so.Config = "/etc/cht-backup/100%.env"
+	so.Config = "/etc/cht backup/100%.env"
 	o.StateDir = "/var/lib/$state"
 	units, err := renderUnits(o, so)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := directives(units[0].Content)
-	if got := svc["Service.ExecStart"][0]; got != `"/opt/cht backup/bin%%n/cht-backup" backup --config /etc/cht-backup/100%%.env` {
+	if got := svc["Service.ExecStart"][0]; got != `"/opt/cht backup/bin%%n/cht-backup" backup --config "/etc/cht backup/100%%.env" --lock-wait 3h` {
 		t.Errorf("ExecStart=%s", got)
 	}
-	if got := svc["Service.EnvironmentFile"][0]; got != "/etc/cht-backup/100%%.env" {
-		t.Errorf("EnvironmentFile=%s", got)
+	if got, ok := svc["Service.EnvironmentFile"]; ok {
+		t.Errorf("EnvironmentFile=%s: the config file is cht-backup's to read", got)
 	}
 	if got := svc["Service.ReadWritePaths"][0]; !strings.HasPrefix(got, "/var/lib/$$state ") {
 		t.Errorf("ReadWritePaths=%s", got)
