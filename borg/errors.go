@@ -24,6 +24,9 @@ var (
 	ErrIntegrity        = errors.New("integrity error")
 	ErrCancelled        = errors.New("cancelled")
 	ErrNotARepository   = errors.New("not a borg repository")
+	// ErrReadOnly: borg could not write (its lock, repository or cache) because the file system
+	// is read-only for it, e.g. a path outside a systemd unit's ReadWritePaths.
+	ErrReadOnly = errors.New("read-only file system")
 )
 
 // msgidKinds maps borg's msgids (exception class names) to kinds.
@@ -177,6 +180,8 @@ func Hint(kind error) string {
 		return "run `cht-backup check` and keep the repository untouched until the cause is known"
 	case ErrCancelled:
 		return "the run was interrupted; run it again (borg left the repository consistent)"
+	case ErrReadOnly:
+		return "borg cannot write there: the file system is read-only for this run; under the systemd units a path outside their ReadWritePaths= is read-only: run `cht-backup schedule install` again so the units cover it"
 	case ErrNotARepository:
 		return "the path holds something that is not a borg repository of a supported kind; choose another --repo"
 	}
@@ -201,6 +206,10 @@ func oneLine(s string) string {
 
 // classify picks the kind of a failure: msgid first, then modern exit code, then known text.
 func classify(msgid string, code int, modern bool, text string) error {
+	// A lock borg cannot create on a read-only file system is LockFailed, not someone's lock.
+	if strings.Contains(text, "Read-only file system") || strings.Contains(text, "[Errno 30]") {
+		return ErrReadOnly
+	}
 	if k, ok := msgidKinds[msgid]; ok {
 		if k == ErrConnectionClosed {
 			// ssh failed before borg could talk: ssh's text is more exact.

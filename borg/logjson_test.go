@@ -63,6 +63,9 @@ func TestClassify(t *testing.T) {
 		{"modern code ignored on 1.2", "", 52, false, "", nil},
 		{"disk full text", "Exception", 2, false, "OSError: [Errno 28] No space left on device", ErrNoSpace},
 		{"signal", "", 130, false, "", ErrCancelled},
+		{"lock on a read-only file system is no lock timeout", "LockFailed", 2, false, "Failed to create/acquire the lock /mnt/r/lock.exclusive ([Errno 30] Read-only file system: '/mnt/r/lock.exclusive.tmp')", ErrReadOnly},
+		{"read-only on borg 1.4", "", 73, true, "[Errno 30] Read-only file system: '/mnt/r/lock.exclusive'", ErrReadOnly},
+		{"lock failed for another reason", "LockFailed", 2, false, "Failed to create/acquire the lock /r/lock.exclusive (timeout).", ErrLockTimeout},
 		{"unknown", "Exception", 2, false, "Traceback", nil},
 	}
 	for _, tt := range tests {
