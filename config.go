@@ -107,6 +107,7 @@ func loadOptions(c *cli.Context) (*options, error) {
 		return nil, usageErrorf("--log-format must be auto, text or json, not %q", c.String("log-format"))
 	}
 	log := newLogger(c.String("log-format"), c.Bool("verbose"))
+	setupOutput(log, c.String("log-format"), c.Bool("json"))
 	for key := range fileEnv {
 		if !known[key] && strings.HasPrefix(key, envPrefix) {
 			log.Warnf("config file %s: unknown setting %s (ignored)", cfgPath, key)

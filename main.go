@@ -99,6 +99,7 @@ func run(args []string) int {
 	if err != nil && code != exitWarning {
 		printError(err)
 	}
+	finishOutput()
 	if ctx.Err() != nil && code == exitFailed {
 		code = exitInterrupted
 	}
@@ -151,11 +152,12 @@ func printError(err error) {
 	if errors.As(err, &ue) && ue.quiet {
 		return
 	}
-	fmt.Fprintf(os.Stderr, "cht-backup: error: %s\n", oneLine(err.Error()))
 	var h interface{ Hint() string }
-	if errors.As(err, &h) && h.Hint() != "" {
-		fmt.Fprintf(os.Stderr, "cht-backup: what to do: %s\n", h.Hint())
+	hint := ""
+	if errors.As(err, &h) {
+		hint = h.Hint()
 	}
+	errorLines(oneLine(err.Error()), hint)
 }
 
 // firstLine is the first non-empty line of s.
