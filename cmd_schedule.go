@@ -350,28 +350,45 @@ func runScheduleInstall(ctx context.Context, o *options, so scheduleOptions, out
 	return nil
 }
 
+// runScheduleRemove takes the schedule away so that nothing of it runs or stays listed: the
+// timers are disabled and stopped first (no new start), then the services, running or waiting
+// for the host lock, are stopped (cht-backup stops borg cleanly on SIGTERM), their failed state
+// is reset, the files are removed and systemd reloads.
 func runScheduleRemove(ctx context.Context, so scheduleOptions, out io.Writer) error {
 	running := systemdRunning()
-	var present []string
+	var present, timers, services []string
 	for _, j := range scheduledJobs(so) {
 		for _, kind := range []string{".timer", ".service"} {
 			if _, err := os.Stat(filepath.Join(so.UnitDir, j.Unit+kind)); err == nil {
 				present = append(present, j.Unit+kind)
+				if kind == ".timer" {
+					timers = append(timers, j.Unit+kind)
+				} else {
+					services = append(services, j.Unit+kind)
+				}
 			}
 		}
 	}
 	if running && len(present) > 0 {
-		var timers []string
-		for _, n := range present {
-			if strings.HasSuffix(n, ".timer") {
-				timers = append(timers, n)
-			}
-		}
 		if len(timers) > 0 {
 			if err := systemctl(ctx, append([]string{"disable", "--now"}, timers...)...); err != nil {
 				return err
 			}
 		}
+		for _, svc := range services {
+			// "activating": a oneshot job running, or waiting for the host lock.
+			st, _ := exec.CommandContext(ctx, systemctlPath, "is-active", svc).Output()
+			if state := strings.TrimSpace(string(st)); state == "active" || state == "activating" || state == "reloading" || state == "deactivating" {
+				fmt.Fprintf(out, "stopping %s (%s): borg is stopped cleanly, no archive is made\n", svc, state)
+			}
+		}
+		if len(services) > 0 {
+			if err := systemctl(ctx, append([]string{"stop"}, services...)...); err != nil {
+				return err
+			}
+		}
+		// A failed unit stays listed ("not-found failed") after its file is gone unless reset.
+		_ = systemctl(ctx, append([]string{"reset-failed"}, present...)...)
 	}
 	for _, n := range present {
 		path := filepath.Join(so.UnitDir, n)

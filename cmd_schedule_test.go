@@ -229,7 +229,8 @@ func TestScheduleInstallAndRemoveWithSystemd(t *testing.T) {
 	o, so := scheduleFixture(t)
 	home := t.TempDir()
 	so.Home = home
-	o.StateDir = filepath.Join(t.TempDir(), "state")
+	o.StateDir = filepath.Join(nonTmpDir(t), "state")
+	o.MetricsFile = filepath.Join(nonTmpDir(t), "textfile_collector", "cht_backup.prom")
 	var out, errOut bytes.Buffer
 	if err := runScheduleInstall(context.Background(), o, so, &out, &errOut); err != nil {
 		t.Fatalf("install: %v\n%s%s", err, out.String(), errOut.String())
@@ -241,7 +242,7 @@ func TestScheduleInstallAndRemoveWithSystemd(t *testing.T) {
 		}
 	}
 	// What the hardened unit may write exists before its first start.
-	for _, d := range []string{o.StateDir, filepath.Join(home, ".cache", "borg"), filepath.Join(home, ".config", "borg")} {
+	for _, d := range []string{o.StateDir, filepath.Join(home, ".cache", "borg"), filepath.Join(home, ".config", "borg"), filepath.Dir(o.MetricsFile)} {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			t.Errorf("%s not created: %v", d, err)
 		}
@@ -259,7 +260,10 @@ func TestScheduleInstallAndRemoveWithSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = os.ReadFile(calls)
-	if want := "disable --now " + timers + "\ndaemon-reload\n"; string(b) != want {
+	services := "cht-backup-backup.service cht-backup-check.service cht-backup-verify.service"
+	all := "cht-backup-backup.timer cht-backup-backup.service cht-backup-check.timer cht-backup-check.service cht-backup-verify.timer cht-backup-verify.service"
+	if want := "disable --now " + timers + "\nis-active cht-backup-backup.service\nis-active cht-backup-check.service\nis-active cht-backup-verify.service\n" +
+		"stop " + services + "\nreset-failed " + all + "\ndaemon-reload\n"; string(b) != want {
 		t.Fatalf("systemctl calls on remove:\n%s\nwant:\n%s", b, want)
 	}
 	if left, _ := os.ReadDir(so.UnitDir); len(left) != 0 {
@@ -336,7 +340,7 @@ func TestScheduleCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.env")
 	os.WriteFile(cfg, []byte("CHT_BACKUP_REPO=/mnt/usb/cht\n"), 0o600)
-	cmd := exec.Command(binPath, "schedule", "print", "--config", cfg, "--state-dir", dir, "--binary", "/usr/local/bin/cht-backup", "--on-calendar", "03:00")
+	cmd := exec.Command(binPath, "schedule", "print", "--config", cfg, "--state-dir", "/var/lib/cht-backup-print-test", "--binary", "/usr/local/bin/cht-backup", "--on-calendar", "03:00")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("schedule print: %v", err)
@@ -350,4 +354,37 @@ func TestScheduleCommandLine(t *testing.T) {
 	if code := exec.Command(binPath, "schedule", "print", "extra", "--config", cfg).Run(); code == nil || code.(*exec.ExitError).ExitCode() != exitUsage {
 		t.Fatalf("schedule print extra: %v", code)
 	}
+}
+
+// The units' /tmp and /var/tmp are private (PrivateTmp=true): a repository, state dir or
+// metrics file there would not be what the scheduled run sees, so install refuses it and says why.
+func TestScheduleRefusesPathsUnderTmp(t *testing.T) {
+	for _, tc := range []struct{ what, repo, state, metrics string }{
+		{"repository /tmp/cht-repo", "/tmp/cht-repo", "/var/lib/cht-backup", ""},
+		{"repository /var/tmp/x/r", "/var/tmp/x/r", "/var/lib/cht-backup", ""},
+		{"the state dir", "/srv/r", "/tmp/state", ""},
+		{"the metrics file", "/srv/r", "/var/lib/cht-backup", "/tmp/m/cht.prom"},
+	} {
+		o, so := scheduleFixture(t)
+		o2, _ := jobOptions(t, tc.state, tc.repo)
+		o2.MetricsFile = o.MetricsFile
+		if tc.metrics != "" {
+			o2.MetricsFile = tc.metrics
+		}
+		_, err := renderUnits(o2, so)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), tc.what+" is under ") || !strings.Contains(err.Error(), "PrivateTmp") {
+			t.Errorf("%s: %v", tc.what, err)
+		}
+	}
+}
+
+// nonTmpDir is a temporary directory outside /tmp and /var/tmp, which the units refuse.
+func nonTmpDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/lib", "cht-backup-test-")
+	if err != nil {
+		t.Skipf("a directory outside /tmp is needed (run as root): %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

@@ -51,7 +51,11 @@ func withHostLock(ctx context.Context, o *options, job string, fn func(ctx conte
 // has an outcome, the failure is recorded for every configured repository. A failed ping or a
 // state file that cannot be written is logged and never changes the job's result.
 func runJob(ctx context.Context, o *options, job string, body func(ctx context.Context) ([]state.Outcome, error)) error {
-	return withHostLock(ctx, o, job, func(ctx context.Context) error {
+	pathErr := unitPathsProblem(o, job)
+	if pathErr != nil {
+		body = func(context.Context) ([]state.Outcome, error) { return nil, pathErr }
+	}
+	err := withHostLock(ctx, o, job, func(ctx context.Context) error {
 		ping := newPinger(o)
 		host, _ := os.Hostname()
 		ping.Start(ctx, fmt.Sprintf("cht-backup %s started on %s", job, host))
@@ -84,6 +88,11 @@ func runJob(ctx context.Context, o *options, job string, body func(ctx context.C
 		}
 		return err
 	})
+	if pathErr != nil && !errors.Is(err, pathErr) {
+		// The state dir itself is read-only here: the lock failed, and that says less.
+		return pathErr
+	}
+	return err
 }
 
 // completeOutcomes fills in what body left out, and stands in for outcomes body never made.

@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
-// InUnit reports whether this process was started by systemd as (part of) a unit: systemd sets
-// INVOCATION_ID for every service it starts.
-func InUnit() bool { return os.Getenv("INVOCATION_ID") != "" }
+// InUnit reports whether systemd started this very process as a service's ExecStart=: systemd
+// (248 and later) sets SYSTEMD_EXEC_PID to that process's PID. A process merely descending from
+// a service (a test run from a CI service, say) inherits the variable with another PID.
+func InUnit() bool { return os.Getenv("SYSTEMD_EXEC_PID") == strconv.Itoa(os.Getpid()) }
 
 // ReadWritePaths reads the ReadWritePaths= of a unit file: absolute paths, with systemd's
 // quoting, specifier (%%) and variable ($$) escapes undone and the "-" and "+" prefixes dropped.
