@@ -74,6 +74,8 @@ type options struct {
 
 	// passphrase sources found in the config file (the environment wins over them)
 	fileEnv map[string]string
+	// settingsUnread: the config file could not be read, so the paths a run writes are unknown
+	settingsUnread bool
 }
 
 // loadOptions applies the config file to every flag the command line and environment left unset,

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/state"
+	"github.com/cht-backup/cht-backup/systemd"
+	"github.com/urfave/cli/v2"
 )
 
 // newPinger is the health-check pinger of a run; tests shorten its waits.
@@ -56,6 +59,9 @@ func runJob(ctx context.Context, o *options, job string, body func(ctx context.C
 		body = func(context.Context) ([]state.Outcome, error) { return nil, pathErr }
 	}
 	err := withHostLock(ctx, o, job, func(ctx context.Context) error {
+		if err := state.RememberPingURL(o.StateDir, o.HealthcheckURL); err != nil {
+			o.Log.Warnf("cannot keep the health-check URL for a run that cannot read its config: %v", err)
+		}
 		ping := newPinger(o)
 		host, _ := os.Hostname()
 		ping.Start(ctx, fmt.Sprintf("cht-backup %s started on %s", job, host))
@@ -182,4 +188,36 @@ func archiveCount(ctx context.Context, r *borg.Runner, repo borg.Repository) int
 		return 0
 	}
 	return len(l.Archives)
+}
+
+// recordedJobs are the commands a timer runs; their failures must be recorded and pinged.
+var recordedJobs = map[string]bool{state.JobBackup: true, state.JobCheck: true, state.JobVerify: true}
+
+// configFailure turns a run started by systemd that cannot read its settings (the config file
+// missing or refused) into a recorded, pinged failure, since nobody watches its terminal: the
+// state dir, repositories and health-check URL come from the flags and environment, or their
+// defaults, and the URL from the last run that could read them. A manual run just fails.
+func configFailure(c *cli.Context, err error) error {
+	if !systemd.InUnit() || !recordedJobs[c.Command.Name] {
+		return err
+	}
+	o := &options{StateDir: c.String("state-dir"), MetricsFile: c.String("metrics-file"), LockWait: c.Duration("lock-wait"),
+		HealthcheckURL: c.String("healthcheck-url"), Log: newLogger("auto", false), settingsUnread: true}
+	setupOutput(o.Log, c.String("log-format"), false)
+	if o.MetricsFile == "" {
+		o.MetricsFile = filepath.Join(o.StateDir, "metrics", "cht_backup.prom")
+	}
+	if o.HealthcheckURL == "" {
+		o.HealthcheckURL = state.RememberedPingURL(o.StateDir)
+	}
+	for _, raw := range c.StringSlice("repo") {
+		if r, perr := borg.ParseRepository(strings.TrimSpace(raw)); perr == nil {
+			o.Repos = append(o.Repos, r)
+		}
+	}
+	if len(o.Repos) == 0 {
+		// The repositories are in the unreadable file: the record stands under the file's name.
+		o.Repos = []borg.Repository{{Raw: "config " + c.String("config")}}
+	}
+	return runJob(c.Context, o, c.Command.Name, func(context.Context) ([]state.Outcome, error) { return nil, err })
 }

@@ -283,7 +283,7 @@ func withOptions(checkArgs func(*cli.Context) error, run func(c *cli.Context, o 
 		}
 		o, err := loadOptions(c)
 		if err != nil {
-			return err
+			return configFailure(c, err)
 		}
 		return run(c, o)
 	}

@@ -20,6 +20,9 @@ var installedUnitDir = defaultUnitDir
 // error. Inside the unit (systemd started this process) such a path fails the run before borg
 // starts; a manual run only warns, since the next scheduled run would fail.
 func unitPathsProblem(o *options, job string) error {
+	if o.settingsUnread {
+		return nil
+	}
 	inUnit := systemd.InUnit()
 	home, _ := os.UserHomeDir()
 	if home == "" {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cht-backup/cht-backup/state"
@@ -65,5 +68,55 @@ func TestRunNamesUnitsThatNoLongerCoverItsPaths(t *testing.T) {
 	}
 	if failed != 2 {
 		t.Fatalf("the failure must be recorded for both repositories: %+v", f.Entries)
+	}
+}
+
+// A scheduled run whose config file is gone still starts (the units have no EnvironmentFile=),
+// and its failure is recorded in the state dir and pinged to the last known health-check URL.
+func TestScheduledRunWithoutConfigFileIsRecordedAndPinged(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	var pings []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		pings = append(pings, r.URL.Path)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	if err := state.MakeDir(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.RememberPingURL(stateDir, srv.URL+"/ping/abc"); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "cht-backup.env")
+
+	// By hand: the error is the user's to read; nothing is recorded.
+	if code := run([]string{"cht-backup", "backup", "--config", missing, "--state-dir", stateDir}); code != exitUsage {
+		t.Fatalf("manual run: exit %d", code)
+	}
+	if _, err := os.Stat(state.Path(stateDir)); err == nil {
+		t.Fatal("a manual run recorded its config error")
+	}
+
+	t.Setenv("SYSTEMD_EXEC_PID", strconv.Itoa(os.Getpid()))
+	if code := run([]string{"cht-backup", "backup", "--config", missing, "--state-dir", stateDir}); code != exitUsage {
+		t.Fatalf("scheduled run: exit %d", code)
+	}
+	f, err := state.Load(stateDir)
+	if err != nil || len(f.Entries) != 1 {
+		t.Fatalf("state: %+v %v", f, err)
+	}
+	e := f.Entries[0]
+	if e.Repository != "config "+missing || e.LastRun.Status != state.StatusFailed || !strings.Contains(e.LastRun.Error, "cannot read config file") {
+		t.Fatalf("recorded: %+v", e)
+	}
+	if b, err := os.ReadFile(filepath.Join(stateDir, "metrics", "cht_backup.prom")); err != nil || !strings.Contains(string(b), missing) {
+		t.Fatalf("metrics: %v\n%s", err, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(pings, " ") != "/ping/abc/start /ping/abc/fail" {
+		t.Fatalf("pings: %q", pings)
 	}
 }
