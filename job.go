@@ -196,7 +196,8 @@ var recordedJobs = map[string]bool{state.JobBackup: true, state.JobCheck: true, 
 // configFailure turns a run started by systemd that cannot read its settings (the config file
 // missing or refused) into a recorded, pinged failure, since nobody watches its terminal: the
 // state dir, repositories and health-check URL come from the flags and environment, or their
-// defaults, and the URL from the last run that could read them. A manual run just fails.
+// defaults (the repositories else from the state file), and the URL from the last run that
+// could read them. A manual run just fails.
 func configFailure(c *cli.Context, err error) error {
 	if !systemd.InUnit() || !recordedJobs[c.Command.Name] {
 		return err
@@ -215,9 +216,20 @@ func configFailure(c *cli.Context, err error) error {
 			o.Repos = append(o.Repos, r)
 		}
 	}
+	cfg := c.String("config")
 	if len(o.Repos) == 0 {
-		// The repositories are in the unreadable file: the record stands under the file's name.
-		o.Repos = []borg.Repository{{Raw: "config " + c.String("config")}}
+		// The repositories are in the unreadable file: the record stands under those the earlier
+		// runs used, so `status` shows their last backup failed, or else under the file's name.
+		if f, lerr := state.Load(o.StateDir); lerr == nil {
+			for _, raw := range f.Repositories() {
+				if r, perr := borg.ParseRepository(raw); perr == nil && raw != cfg {
+					o.Repos = append(o.Repos, r)
+				}
+			}
+		}
+	}
+	if len(o.Repos) == 0 {
+		o.Repos = []borg.Repository{{Raw: cfg}}
 	}
 	return runJob(c.Context, o, c.Command.Name, func(context.Context) ([]state.Outcome, error) { return nil, err })
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cht-backup/cht-backup/state"
 )
@@ -108,15 +109,30 @@ func TestScheduledRunWithoutConfigFileIsRecordedAndPinged(t *testing.T) {
 		t.Fatalf("state: %+v %v", f, err)
 	}
 	e := f.Entries[0]
-	if e.Repository != "config "+missing || e.LastRun.Status != state.StatusFailed || !strings.Contains(e.LastRun.Error, "cannot read config file") {
+	if e.Repository != missing || e.LastRun.Status != state.StatusFailed || !strings.Contains(e.LastRun.Error, "cannot read config file") {
 		t.Fatalf("recorded: %+v", e)
 	}
 	if b, err := os.ReadFile(filepath.Join(stateDir, "metrics", "cht_backup.prom")); err != nil || !strings.Contains(string(b), missing) {
 		t.Fatalf("metrics: %v\n%s", err, b)
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if strings.Join(pings, " ") != "/ping/abc/start /ping/abc/fail" {
 		t.Fatalf("pings: %q", pings)
+	}
+	mu.Unlock()
+
+	// Once a repository has a record, a failure to read the config stands under it: status
+	// shows that repository's last backup failed.
+	if _, err := state.Record(stateDir, state.Outcome{Job: state.JobBackup, Repository: "/srv/cht-repo", Status: state.StatusOK, Start: time.Now(), End: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if code := run([]string{"cht-backup", "backup", "--config", missing, "--state-dir", stateDir}); code != exitUsage {
+		t.Fatalf("scheduled run: exit %d", code)
+	}
+	f, _ = state.Load(stateDir)
+	for _, e := range f.Entries {
+		if e.Repository == "/srv/cht-repo" && (e.LastRun.Status != state.StatusFailed || !strings.Contains(e.LastRun.Error, "cannot read config file")) {
+			t.Fatalf("the known repository's record: %+v", e)
+		}
 	}
 }
