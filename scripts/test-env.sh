@@ -650,6 +650,15 @@ SSH_REPO_ROOT=$REPO_ROOT
 SSH_HOST_KEY_FINGERPRINT=$(host_key_fingerprint)$BORG_VERSION_ENV"
 }
 
+# ---- systemd test image ---------------------------------------------------
+
+# The scheduled jobs' end-to-end tests run under a real systemd: a Debian 12 image with systemd
+# and borg, built once with debootstrap and cached (scripts/test-systemd-image.sh).
+ensure_systemd_image() {
+	bash "$(dirname "${BASH_SOURCE[0]}")/test-systemd-image.sh" build >&2 9>&- ||
+		die "the systemd test image could not be built; see the output above and run again"
+}
+
 # ---- commands -------------------------------------------------------------
 
 take_lock() {
@@ -669,6 +678,7 @@ cmd_setup() {
 	ensure_sshd
 	write_known_hosts
 	ensure_docker
+	ensure_systemd_image
 	write_env
 	self_check
 	printf 'test-env: %-9s %s\n' \
