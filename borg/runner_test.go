@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -213,5 +214,32 @@ func TestRunCreateReportsWarningsWithPaths(t *testing.T) {
 	}
 	if !res.Warned || res.ExitCode != 1 || len(res.Warnings) == 0 || res.Warnings[0].Path != missing {
 		t.Fatalf("want a warning naming %s, got %+v", missing, res)
+	}
+}
+
+// A repository on a read-only file system (how a path outside a systemd unit's ReadWritePaths=
+// looks from inside the unit): borg cannot create its lock and says LockFailed, which must not
+// read as another borg holding the lock.
+func TestRunReadOnlyRepositoryIsNoLockTimeout(t *testing.T) {
+	r := newTestRunner(t, testPass)
+	repo := initRepo(t, r)
+	if os.Geteuid() != 0 {
+		t.Skip("a read-only bind mount needs root")
+	}
+	if err := syscall.Mount(repo.Path, repo.Path, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(repo.Path, 0) })
+	if err := syscall.Mount("", repo.Path, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("read-only remount: %v", err)
+	}
+	r.LockWait = 2
+	_, err := r.Run(context.Background(), Call{Args: ListArgs(repo)})
+	if !errors.Is(err, ErrReadOnly) || errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("got %v (%#v)", err, err)
+	}
+	var be *Error
+	if !errors.As(err, &be) || !strings.Contains(be.Hint(), "schedule install` again") || strings.Contains(be.Hint(), "break-lock") {
+		t.Fatalf("hint: %q", be.Hint())
 	}
 }
