@@ -202,9 +202,13 @@ func configFailure(c *cli.Context, err error) error {
 	if !systemd.InUnit() || !recordedJobs[c.Command.Name] {
 		return err
 	}
+	format := c.String("log-format")
+	if format != "json" && format != "text" {
+		format = "auto"
+	}
 	o := &options{StateDir: c.String("state-dir"), MetricsFile: c.String("metrics-file"), LockWait: c.Duration("lock-wait"),
-		HealthcheckURL: c.String("healthcheck-url"), Log: newLogger("auto", false), settingsUnread: true}
-	setupOutput(o.Log, c.String("log-format"), false)
+		HealthcheckURL: c.String("healthcheck-url"), Log: newLogger(format, c.Bool("verbose")), settingsUnread: true}
+	setupOutput(o.Log, format, false)
 	if o.MetricsFile == "" {
 		o.MetricsFile = filepath.Join(o.StateDir, "metrics", "cht_backup.prom")
 	}

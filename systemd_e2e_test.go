@@ -264,7 +264,10 @@ func TestScheduledJobsUnderSystemd(t *testing.T) {
 				t.Errorf("%s: scheduled run:\n%s", c.name, r)
 			}
 		}
-		// A failed scheduled run is visible in status and the metrics.
+		// A failed scheduled run is visible in the journal at err, in status and in the metrics.
+		if j := h.must("journalctl --no-pager -o cat -p err -u 'cht-backup-*'"); !strings.Contains(j, "cht-backup: error: config file "+sdConfig+" line 5") {
+			t.Errorf("journalctl -p err -u 'cht-backup-*' does not show the failure:\n%s", j)
+		}
 		st, _ := h.sh("cht-backup status --config /dev/null")
 		if !strings.Contains(st, "repository "+sdRepo) || !regexp.MustCompile(`last backup run: +failed`).MatchString(st) || !strings.Contains(st, "line 5") {
 			t.Errorf("status does not show the refused config file:\n%s", st)
