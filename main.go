@@ -53,6 +53,7 @@ func newApp() *cli.App {
 			checkCommand(),
 			keyCommand(),
 			restoreCommand(), verifyCommand(),
+			pruneCommand(), overdueCommand(),
 			completionCommand(), manCommand(),
 		},
 		HideHelpCommand: true,

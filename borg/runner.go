@@ -41,7 +41,8 @@ type Call struct {
 	Dir        string   // working directory (extract target, create's staging dir)
 	OnProgress func(Progress)
 	OnFile     func(FileStatus)
-	Stdout     io.Writer // streamed stdout (e.g. key export to stdout); default: kept in Result.Stdout
+	OnLog      func(LogMessage) // every log record at INFO level and above (e.g. prune's --list lines)
+	Stdout     io.Writer        // streamed stdout (e.g. key export to stdout); default: kept in Result.Stdout
 }
 
 // Result is what a finished borg run gave.
@@ -189,6 +190,9 @@ func (r *Runner) Run(ctx context.Context, c Call) (*Result, error) {
 		switch {
 		case ev.log != nil:
 			m := *ev.log
+			if c.OnLog != nil && m.Level != "DEBUG" {
+				c.OnLog(m)
+			}
 			switch m.Level {
 			case "ERROR", "CRITICAL":
 				res.Errors = append(res.Errors, m)

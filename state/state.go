@@ -25,6 +25,7 @@ const (
 	JobCheck   = "check"
 	JobVerify  = "verify"
 	JobRestore = "restore"
+	JobPrune   = "prune"
 )
 
 // Status is how a run ended for one repository.
