@@ -57,7 +57,9 @@ func roundAge(d time.Duration) string {
 // WatchMetrics renders the watches as Prometheus text for node_exporter's textfile collector on
 // the backup server. Names start with cht_backup_server_, apart from what the CHT host writes.
 func WatchMetrics(ws []Watch, maxAge time.Duration) []byte {
-	fam := func(name, help string) *metricFamily { return &metricFamily{name: "cht_backup_server_" + name, help: help} }
+	fam := func(name, help string) *metricFamily {
+		return &metricFamily{name: "cht_backup_server_" + name, help: help}
+	}
 	last := fam("last_archive_timestamp_seconds", "When the repository last received a committed archive (Unix time); 0 if never or unreadable.")
 	overdue := fam("overdue", fmt.Sprintf("1 if the repository received no archive for longer than %s (or cannot be read), else 0.", maxAge))
 	locked := fam("repository_locked", "1 if a borg process holds the repository's lock (e.g. a backup is running).")
