@@ -70,8 +70,8 @@ type PruneResult struct {
 	Policy     string               `json:"policy"`
 	Pruned     []string             `json:"pruned"` // marked deleted (or, in a dry run, would be)
 	Kept       []borg.PruneDecision `json:"kept"`
-	Archives   int                  `json:"archives_left,omitempty"`
-	SpaceNote  string               `json:"space_note,omitempty"` // how the space comes back
+	Archives   int                  `json:"archives_left,omitempty"` // complete archives left
+	SpaceNote  string               `json:"space_note,omitempty"`    // how the space comes back
 	Error      string               `json:"error,omitempty"`
 	Hint       string               `json:"hint,omitempty"`
 }

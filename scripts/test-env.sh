@@ -211,6 +211,20 @@ host_key_fingerprint() {
 	ssh-keygen -l -E sha256 -f "$HOST_KEY.pub" | cut -d' ' -f2
 }
 
+# ---- compaction key ---------------------------------------------------------
+# A third key, as the backup server's own compaction job holds it: borg serve without
+# --append-only, restricted to the repositories, so `borg compact` frees what prune marked.
+readonly COMPACT_KEY=$DIR/id_compact
+readonly COMPACT_COMMAND="borg serve --restrict-to-path $REPO_ROOT"
+
+add_compact_key() {
+	ensure_key "$COMPACT_KEY" "cht-backup test compaction key" >/dev/null
+	local line
+	line="command=\"$COMPACT_COMMAND\",restrict $(<"$COMPACT_KEY.pub")"
+	grep -qxF -- "$line" "$BORG_HOME/.ssh/authorized_keys" ||
+		write_file "$BORG_HOME/.ssh/authorized_keys" 0600 "$SSH_USER:$BORG_GID" "$(<"$BORG_HOME/.ssh/authorized_keys")"$'\n'"$line"
+}
+
 # ---- sshd -----------------------------------------------------------------
 
 # sshd_pid: prints the pid of the test sshd if it is running from our config.
@@ -645,6 +659,7 @@ SSH_PORT=$PORT
 SSH_USER=$SSH_USER
 SSH_SHELL_KEY=$SHELL_KEY
 SSH_FORCED_KEY=$FORCED_KEY
+SSH_COMPACT_KEY=$COMPACT_KEY
 SSH_KNOWN_HOSTS=$KNOWN_HOSTS
 SSH_REPO_ROOT=$REPO_ROOT
 SSH_HOST_KEY_FINGERPRINT=$(host_key_fingerprint)$BORG_VERSION_ENV"
@@ -675,6 +690,7 @@ cmd_setup() {
 	ensure_keys
 	ensure_borg_versions
 	write_authorized_keys
+	add_compact_key
 	ensure_sshd
 	write_known_hosts
 	ensure_docker
