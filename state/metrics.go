@@ -84,7 +84,8 @@ func registry(f *File) *prometheus.Registry {
 	}
 
 	reg := prometheus.NewPedanticRegistry()
-	for _, m := range []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives} {
+	families := []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives}
+	for _, m := range append(families, usageFamilies(f, time.Now())...) {
 		m.register(reg)
 	}
 	return reg

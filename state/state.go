@@ -65,6 +65,10 @@ type Outcome struct {
 
 	// Archives is how many archives the repository held, when the job learnt it; 0: not known.
 	Archives int `json:"archives,omitempty"`
+
+	// Usage is the repository's size and free space, when a backup could tell; Record keeps a
+	// history of them for the growth estimate.
+	Usage *UsageSample `json:"usage,omitempty"`
 }
 
 // Duration is how long the run took for this repository.
@@ -91,6 +95,8 @@ type File struct {
 	Version int       `json:"version"`
 	Updated time.Time `json:"updated"`
 	Entries []Entry   `json:"entries"`
+	// Usage is each repository's size history, oldest first (see Growth).
+	Usage map[string][]UsageSample `json:"usage,omitempty"`
 }
 
 // Path is the state file under stateDir.
@@ -195,6 +201,9 @@ func (f *File) apply(o Outcome) {
 		e = &f.Entries[len(f.Entries)-1]
 	}
 	e.LastRun = o
+	if o.Usage != nil {
+		f.addUsage(o.Repository, *o.Usage)
+	}
 	if o.Succeeded() {
 		s := o
 		e.LastSuccess = &s
