@@ -194,6 +194,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		}
 		if s.OK && !bo.DryRun {
 			oc.Archives = archiveCount(ctx, r, repo)
+			oc.Usage = repositoryUsage(ctx, o, r, repo)
 		}
 		report.Repositories = append(report.Repositories, s)
 		outcomes = append(outcomes, oc)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +19,16 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-const defaultMaxAge = 26 * time.Hour
+const (
+	defaultMaxAge       = 26 * time.Hour
+	defaultDiskWarnDays = 30
+)
+
+// statusLimits are what status holds the repositories to.
+type statusLimits struct {
+	MaxAge       time.Duration
+	DiskWarnDays int
+}
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
@@ -26,17 +36,22 @@ func statusCommand() *cli.Command {
 		Usage: "show each repository's last backup, check and verify, and the 3-2-1 picture; a monitoring probe",
 		Description: "Reads the state file only: fast, and it works when the backup server is down.\n" +
 			"Exit 0: every repository has a successful backup younger than --max-age.\n" +
-			"Exit 1: backups are recent, but the last backup, check or verify of a repository failed.\n" +
+			"Exit 1: backups are recent, but the last backup, check, verify or prune of a repository failed, or its disk\n" +
+			"is estimated full within --disk-warn-days.\n" +
 			"Exit 2: a repository's last successful backup is older than --max-age, or there is none.",
 		Flags: []cli.Flag{
 			jsonFlag,
 			&cli.DurationFlag{Name: "max-age", Value: defaultMaxAge, EnvVars: []string{envName("max-age")}, Usage: "a successful backup older than `DURATION` (e.g. 26h) makes status exit 2"},
+			&cli.IntFlag{Name: "disk-warn-days", Value: defaultDiskWarnDays, EnvVars: []string{envName("disk-warn-days")}, Usage: "warn (exit 1) when the backup disk is estimated full within `DAYS` at the current growth"},
 		},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			if c.Duration("max-age") <= 0 {
 				return usageErrorf("--max-age must be a positive duration such as 26h, not %s", c.Duration("max-age"))
 			}
-			return runStatus(c.Context, o, c.Duration("max-age"), time.Now(), os.Stdout)
+			if c.Int("disk-warn-days") < 0 {
+				return usageErrorf("--disk-warn-days must be 0 or more, not %d", c.Int("disk-warn-days"))
+			}
+			return runStatus(c.Context, o, statusLimits{MaxAge: c.Duration("max-age"), DiskWarnDays: c.Int("disk-warn-days")}, time.Now(), os.Stdout)
 		}),
 	}
 }
@@ -66,6 +81,8 @@ type RepositoryStatus struct {
 	BackupAgeSeconds     *float64       `json:"backup_age_seconds,omitempty"` // age of the last successful backup
 	LastCheck            *state.Outcome `json:"last_check,omitempty"`
 	LastVerify           *state.Outcome `json:"last_verify,omitempty"`
+	LastPrune            *state.Outcome `json:"last_prune,omitempty"`
+	Disk                 *state.Growth  `json:"disk,omitempty"` // size, growth and days until full
 	Archives             *int           `json:"archives,omitempty"`
 	Warnings             []string       `json:"warnings,omitempty"` // of the last backup
 
@@ -83,7 +100,8 @@ type Copies struct {
 	SameDisk     int `json:"same_disk"`
 }
 
-func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.Time, out io.Writer) error {
+func runStatus(ctx context.Context, o *options, limits statusLimits, now time.Time, out io.Writer) error {
+	maxAge := limits.MaxAge
 	f, err := state.Load(o.StateDir)
 	var damaged *state.CorruptError
 	switch {
@@ -109,6 +127,7 @@ func runStatus(ctx context.Context, o *options, maxAge time.Duration, now time.T
 	stale, attention := 0, 0
 	for _, r := range repos {
 		rs := repositoryStatus(f, r, o.ChtDir, maxAge, now)
+		diskStatus(&rs, f, limits.DiskWarnDays, now)
 		switch rs.Health {
 		case "stale":
 			stale++
@@ -173,6 +192,10 @@ func repositoryStatus(f *state.File, r borg.Repository, chtDir string, maxAge ti
 		last := e.LastRun
 		rs.LastVerify = &last
 	}
+	if e := f.Find(state.JobPrune, r.Raw); e != nil {
+		last := e.LastRun
+		rs.LastPrune = &last
+	}
 	if n, _, ok := f.ArchiveCount(r.Raw); ok {
 		rs.Archives = &n
 	}
@@ -192,7 +215,7 @@ func repositoryStatus(f *state.File, r borg.Repository, chtDir string, maxAge ti
 	for _, j := range []struct {
 		name string
 		o    *state.Outcome
-	}{{"backup", rs.LastBackup}, {"check", rs.LastCheck}, {"verify", rs.LastVerify}} {
+	}{{"backup", rs.LastBackup}, {"check", rs.LastCheck}, {"verify", rs.LastVerify}, {"prune", rs.LastPrune}} {
 		if j.o != nil && j.o.Status == state.StatusFailed {
 			if rs.Health == "ok" {
 				rs.Health = "attention"
@@ -300,6 +323,10 @@ func printStatus(w io.Writer, rep StatusReport, now time.Time) {
 		}
 		fmt.Fprintf(w, "  last check:       %s\n", optionalOutcome(r.LastCheck, now))
 		fmt.Fprintf(w, "  last verify:      %s\n", optionalOutcome(r.LastVerify, now))
+		if r.LastPrune != nil {
+			fmt.Fprintf(w, "  last prune:       %s\n", outcomeLine(*r.LastPrune, now))
+		}
+		fmt.Fprintf(w, "  disk:             %s\n", diskLine(r.Disk))
 		if r.Archives != nil {
 			fmt.Fprintf(w, "  archives:         %d\n", *r.Archives)
 		} else {
@@ -366,4 +393,43 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// diskStatus adds the size history's estimate and, when the disk is full within warnDays at
+// the current growth, a problem that makes status exit 1.
+func diskStatus(rs *RepositoryStatus, f *state.File, warnDays int, now time.Time) {
+	rs.Disk = f.Growth(rs.Repository, now)
+	g := rs.Disk
+	if g == nil || g.DaysUntilFull == nil || *g.DaysUntilFull >= float64(warnDays) {
+		return
+	}
+	if rs.Health == "ok" {
+		rs.Health = "attention"
+	}
+	rs.Problems = append(rs.Problems, fmt.Sprintf("the backup disk is full in about %.0f days at the growth of the last %d backups (%s a day, %s free): "+
+		"free space on the backup server, or prune harder (prune --keep-within, --keep-monthly) and let the server compact", *g.DaysUntilFull, g.Samples,
+		sources.HumanBytes(int64(g.FillPerDay)), sources.HumanBytes(*g.FreeBytes)))
+}
+
+func diskLine(g *state.Growth) string {
+	if g == nil {
+		return "size not recorded yet (the next backup records it)"
+	}
+	s := sources.HumanBytes(g.Bytes) + " in the repository"
+	if g.Samples >= 2 {
+		sign := "+"
+		if g.BytesPerDay < 0 {
+			sign = "-"
+		}
+		s += fmt.Sprintf(", %s%s a day over %d backups", sign, sources.HumanBytes(int64(math.Abs(g.BytesPerDay))), g.Samples)
+	}
+	switch {
+	case g.FreeBytes == nil:
+		s += "; free space unknown (the SSH key runs borg only: `cht-backup overdue` on the backup server reports it)"
+	case g.DaysUntilFull != nil:
+		s += fmt.Sprintf(", %s free: full in about %.0f days", sources.HumanBytes(*g.FreeBytes), *g.DaysUntilFull)
+	default:
+		s += fmt.Sprintf(", %s free", sources.HumanBytes(*g.FreeBytes))
+	}
+	return s
 }

@@ -75,9 +75,8 @@ func ReadActivity(dir string) (*Activity, error) {
 	if _, err := os.Stat(filepath.Join(dir, "lock.exclusive")); err == nil {
 		a.Locked = true
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err == nil {
-		a.FreeBytes = int64(st.Bavail) * int64(st.Bsize)
+	if _, free, err := DiskUsage(dir); err == nil {
+		a.FreeBytes = free
 	}
 	logged := readTransactionLog(filepath.Join(dir, "transactions"))
 
@@ -316,4 +315,21 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// DiskUsage is what a local repository's segment files take, and the free space of the file
+// system holding them.
+func DiskUsage(dir string) (bytes, free int64, err error) {
+	segs, err := listSegments(filepath.Join(dir, "data"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %v", dir, err)
+	}
+	for _, s := range segs {
+		bytes += s.size
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return bytes, 0, fmt.Errorf("%s: %v", dir, err)
+	}
+	return bytes, int64(st.Bavail) * int64(st.Bsize), nil
 }

@@ -227,3 +227,24 @@ func containsLine(out, want string) bool {
 	}
 	return false
 }
+
+// FreeSpace measures the free space of the file system holding repoPath, as Probe does, for a
+// key that may run commands; on a forced key it returns ErrForcedCommand.
+func (c *Client) FreeSpace(ctx context.Context, repoPath string) (uint64, error) {
+	forced, err := withTimeout(ctx, func(ctx context.Context) (bool, error) { return c.Forced(ctx) })
+	if err != nil {
+		return 0, err
+	}
+	if forced {
+		return 0, ErrForcedCommand
+	}
+	script, err := dfScript(repoPath)
+	if err != nil {
+		return 0, err
+	}
+	out, err := c.runChecked(ctx, script)
+	if err != nil {
+		return 0, err
+	}
+	return parseDF(out)
+}
