@@ -62,10 +62,15 @@ func scheduleCommand() *cli.Command {
 		Usage: "install, remove or print the systemd timers: nightly backup, weekly check, monthly verify",
 		Subcommands: []*cli.Command{
 			{
-				Name:   "print",
-				Usage:  "write the systemd units to stdout; change nothing",
-				Flags:  calendarFlags(),
-				Action: scheduleAction(func(c *cli.Context, o *options, so scheduleOptions) error { return runSchedulePrint(o, so, os.Stdout) }),
+				Name:  "print",
+				Usage: "write the systemd units to stdout; change nothing (--server: what the backup server needs)",
+				Flags: append(calendarFlags(), serverFlags()...),
+				Action: scheduleAction(func(c *cli.Context, o *options, so scheduleOptions) error {
+					if c.Bool("server") {
+						return runSchedulePrintServer(o, serverOptionsOf(c), os.Stdout)
+					}
+					return runSchedulePrint(o, so, os.Stdout)
+				}),
 			},
 			{
 				Name:  "install",
@@ -137,13 +142,14 @@ func scheduleAction(run func(c *cli.Context, o *options, so scheduleOptions) err
 // scheduledJob is one service and its timer.
 type scheduledJob struct {
 	Job, Unit, Description, Schedule, OnCalendar string
+	Then                                         []string // jobs the same service runs next, when Job did its work
 }
 
 func scheduledJobs(so scheduleOptions) []scheduledJob {
 	return []scheduledJob{
-		{state.JobBackup, "cht-backup-backup", "cht-backup: nightly backup of this CHT server", "nightly backup", so.BackupCalendar},
-		{state.JobCheck, "cht-backup-check", "cht-backup: check of the repositories (borg check)", "weekly repository check", so.CheckCalendar},
-		{state.JobVerify, "cht-backup-verify", "cht-backup: restore drill of the latest archive", "monthly restore drill", so.VerifyCalendar},
+		{state.JobBackup, "cht-backup-backup", "cht-backup: nightly backup of this CHT server", "nightly backup", so.BackupCalendar, nil},
+		{state.JobCheck, "cht-backup-check", "cht-backup: check of the repositories (borg check), then prune", "weekly repository check and prune", so.CheckCalendar, []string{state.JobPrune}},
+		{state.JobVerify, "cht-backup-verify", "cht-backup: restore drill of the latest archive", "monthly restore drill", so.VerifyCalendar, nil},
 	}
 }
 
@@ -191,7 +197,7 @@ func renderUnits(o *options, so scheduleOptions) ([]unitFile, error) {
 			"OnCalendar": strings.ReplaceAll(j.OnCalendar, "%", "%%"), "RandomizedDelaySec": int(so.RandomizedDelay.Seconds()),
 			"Binary": systemdWord(so.Binary), "Config": systemdWord(so.Config), "Home": escapePercent(so.Home),
 			"LockWait": scheduledLockWait, "TimeoutStart": scheduledTimeout, "Version": version,
-			"ReadWritePaths": strings.Join(words, " "),
+			"ReadWritePaths": strings.Join(words, " "), "Then": j.Then,
 		}
 		for _, kind := range []string{"service", "timer"} {
 			var b bytes.Buffer
@@ -439,6 +445,10 @@ func cronTable(so scheduleOptions) string {
 		spec, ok := cronSpec(j.OnCalendar)
 		cmd := fmt.Sprintf("root CHT_BACKUP_LOCK_WAIT=%s nice -n 10 ionice -c 3 %s %s --config %s",
 			scheduledLockWait, borg.ShellQuote(so.Binary), j.Job, borg.ShellQuote(so.Config))
+		for _, next := range j.Then { // only when the job before did its work (exit 0 or 1)
+			cmd += fmt.Sprintf("; [ $? -le 1 ] && CHT_BACKUP_LOCK_WAIT=%s nice -n 10 ionice -c 3 %s %s --config %s",
+				scheduledLockWait, borg.ShellQuote(so.Binary), next, borg.ShellQuote(so.Config))
+		}
 		cmd = strings.ReplaceAll(cmd, "%", `\%`) // cron turns a bare % into a newline
 		if !ok {
 			fmt.Fprintf(&b, "# %s: OnCalendar %q has no simple cron form; write its five time fields by hand:\n# M H DOM MON DOW %s\n", j.Schedule, j.OnCalendar, cmd)

@@ -296,7 +296,8 @@ func TestScheduleInstallWithoutSystemdGivesCronLines(t *testing.T) {
 	cmd := "nice -n 10 ionice -c 3 /usr/local/bin/cht-backup %s --config /etc/cht-backup/cht-backup.env"
 	for _, want := range []string{
 		"30 2 * * * root CHT_BACKUP_LOCK_WAIT=3h " + strings.ReplaceAll(cmd, "%s", "backup"),
-		"30 4 * * 0 root CHT_BACKUP_LOCK_WAIT=3h " + strings.ReplaceAll(cmd, "%s", "check"),
+		"30 4 * * 0 root CHT_BACKUP_LOCK_WAIT=3h " + strings.ReplaceAll(cmd, "%s", "check") +
+			"; [ $? -le 1 ] && CHT_BACKUP_LOCK_WAIT=3h " + strings.ReplaceAll(cmd, "%s", "prune"),
 		"30 5 1 * * root CHT_BACKUP_LOCK_WAIT=3h " + strings.ReplaceAll(cmd, "%s", "verify"),
 	} {
 		if !strings.Contains(out.String(), want+"\n") {
