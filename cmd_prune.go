@@ -68,6 +68,7 @@ type PruneResult struct {
 	OK         bool                 `json:"ok"`
 	DryRun     bool                 `json:"dry_run"`
 	Policy     string               `json:"policy"`
+	Glob       string               `json:"glob_archives"`
 	Pruned     []string             `json:"pruned"` // marked deleted (or, in a dry run, would be)
 	Kept       []borg.PruneDecision `json:"kept"`
 	Archives   int                  `json:"archives_left,omitempty"` // complete archives left
@@ -88,7 +89,7 @@ func runPrune(ctx context.Context, o *options, po pruneOptions, out io.Writer) (
 	var outcomes []state.Outcome
 	failed := 0
 	for _, repo := range o.Repos {
-		res := PruneResult{Repository: repo.Raw, DryRun: po.DryRun, Policy: po.Policy.String(), Pruned: []string{}, Kept: []borg.PruneDecision{}}
+		res := PruneResult{Repository: repo.Raw, DryRun: po.DryRun, Policy: po.Policy.String(), Glob: po.Glob, Pruned: []string{}, Kept: []borg.PruneDecision{}}
 		var decisions []borg.PruneDecision
 		err := withRetry(ctx, o, "borg prune of "+repo.Raw, func(ctx context.Context) error {
 			decisions = nil
@@ -168,6 +169,10 @@ func printPrune(w io.Writer, results []PruneResult) {
 		verb, label := "marked deleted", "deleted"
 		if res.DryRun {
 			verb, label = "would be pruned", "would prune"
+		}
+		if len(res.Pruned)+len(res.Kept) == 0 {
+			fmt.Fprintf(w, "ok      %s: no archive matches %s; nothing to prune (--glob-archives chooses others)\n", res.Repository, res.Glob)
+			continue
 		}
 		fmt.Fprintf(w, "ok      %s (%s): %d %s %s, %d kept\n", res.Repository, res.Policy, len(res.Pruned), plural(len(res.Pruned), "archive", "archives"), verb, len(res.Kept))
 		for _, a := range res.Pruned {

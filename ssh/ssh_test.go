@@ -455,3 +455,21 @@ func TestAgentOnly(t *testing.T) {
 		t.Errorf("Dial without key file and agent = %v, want *KeyFileError", err)
 	}
 }
+
+// FreeSpace, as a backup asks it: df through a key with a shell, ErrForcedCommand through
+// the key forced to borg serve.
+func TestFreeSpace(t *testing.T) {
+	env := loadTestEnv(t)
+	free, err := dial(t, env, env.ShellKey).FreeSpace(context.Background(), env.RepoRoot+"/cht")
+	var st syscall.Statfs_t
+	if serr := syscall.Statfs(env.RepoRoot, &st); serr != nil {
+		t.Fatal(serr)
+	}
+	local := st.Bavail * uint64(st.Bsize)
+	if diff := int64(local) - int64(free); err != nil || diff > 64<<20 || diff < -64<<20 {
+		t.Errorf("FreeSpace with the shell key = %d, %v; statfs says %d", free, err, local)
+	}
+	if _, err := dial(t, env, env.ForcedKey).FreeSpace(context.Background(), env.RepoRoot+"/cht"); !errors.Is(err, ErrForcedCommand) {
+		t.Errorf("FreeSpace with the forced key: %v, want ErrForcedCommand", err)
+	}
+}
