@@ -154,7 +154,7 @@ func spaceNote(repo borg.Repository) string {
 	}
 	return fmt.Sprintf("this host's key is append-only: the archives are only marked deleted and no space is freed "+
 		"until the backup server %s compacts the repository with its own key "+
-		"(the cht-backup-compact timer from `cht-backup schedule print --server`, or `borg compact` there by hand)", repo.Host)
+		"(the cht-backup-compact timer that `cht-backup schedule print --server` sets up, or `borg compact` there by hand)", repo.Host)
 }
 
 func printPrune(w io.Writer, results []PruneResult) {
