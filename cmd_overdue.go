@@ -48,18 +48,18 @@ func runOverdue(o *options, paths []string, maxAge time.Duration, textfile strin
 		}
 	}
 	ws := state.Watches(paths, borg.ReadActivity, maxAge, now)
-	if textfile != "" {
-		err := state.WriteFileAtomic(textfile, 0o644, func(w io.Writer) error { _, err := w.Write(state.WatchMetrics(ws, maxAge)); return err })
-		if err != nil {
-			return &userError{err: err, hint: "check that --textfile names a file in a directory this user may write"}
-		}
-	}
 	if o.JSON {
 		if err := writeJSON(out, ws); err != nil {
 			return err
 		}
 	} else {
 		printWatches(out, ws, now)
+	}
+	if textfile != "" {
+		err := state.WriteFileAtomic(textfile, 0o644, func(w io.Writer) error { _, err := w.Write(state.WatchMetrics(ws, maxAge)); return err })
+		if err != nil {
+			return &userError{err: err, hint: "check that --textfile names a file in a directory this user may write"}
+		}
 	}
 	late := 0
 	for _, w := range ws {
