@@ -76,6 +76,8 @@ func runInit(c *cli.Context, o *options, out io.Writer) error {
 			fmt.Fprintf(out, "        on the backup server, ~%s/.ssh/authorized_keys should hold this line for this host, so that\n", res.user)
 			fmt.Fprintf(out, "        append-only is enforced by the server and a compromised client cannot delete archives:\n")
 			fmt.Fprintf(out, "        %s\n", res.AuthorizedKeys)
+			fmt.Fprintf(out, "        `cht-backup schedule print --server` prints all the server needs: this line, a compaction key\n")
+			fmt.Fprintf(out, "        (the only way pruned archives free space) and the units that compact and watch for missed backups.\n")
 		}
 	}
 	fmt.Fprintln(out, "\nIMPORTANT: restoring needs BOTH the exported key and the passphrase. Store copies of both somewhere")
