@@ -71,7 +71,7 @@ func ReadActivity(dir string) (*Activity, error) {
 	if !strings.Contains(string(cfg), "[repository]") {
 		return nil, fmt.Errorf("%s: %w (its config has no [repository] section)", dir, ErrNotBorgRepository)
 	}
-	a.AppendOnly = regexp.MustCompile(`(?m)^append_only\s*=\s*(1|true|yes)\s*$`).Match(cfg)
+	a.AppendOnly = appendOnlyLine.Match(cfg)
 	if _, err := os.Stat(filepath.Join(dir, "lock.exclusive")); err == nil {
 		a.Locked = true
 	}
@@ -281,6 +281,8 @@ func readSegment(path string) ([]segmentEntry, error) {
 	}
 	return entries, nil
 }
+
+var appendOnlyLine = regexp.MustCompile(`(?m)^append_only\s*=\s*(1|true|yes)\s*$`)
 
 var transactionLine = regexp.MustCompile(`^transaction (\d+), UTC time (\S+)`)
 
