@@ -181,7 +181,7 @@ func printPrune(w io.Writer, results []PruneResult) {
 		for _, k := range res.Kept {
 			fmt.Fprintf(w, "        keep %s (%s)\n", k.Archive, k.Rule)
 		}
-		if len(res.Pruned) > 0 && !res.DryRun {
+		if len(res.Pruned) > 0 {
 			fmt.Fprintf(w, "        note: %s\n", res.SpaceNote)
 		}
 	}
