@@ -416,7 +416,9 @@ func diskLine(g *state.Growth) string {
 		return "size not recorded yet (the next backup records it)"
 	}
 	s := sources.HumanBytes(g.Bytes) + " in the repository"
-	if g.Samples >= 2 {
+	if !g.Rated {
+		s += ", growth per day known once the recorded backups span a day"
+	} else {
 		sign := "+"
 		if g.BytesPerDay < 0 {
 			sign = "-"

@@ -23,13 +23,19 @@ const maxUsageSamples = 120
 // short enough to follow a change (a new programme, a retention change).
 const growthWindow = 30 * 24 * time.Hour
 
+// minGrowthSpan is the least time the samples must span before a rate is given: backups minutes
+// apart (a first day of tests, manual runs) would turn noise in the free space into "full today".
+const minGrowthSpan = 24 * time.Hour
+
 // Growth is the estimate status and the metrics show for one repository.
 type Growth struct {
-	Samples     int       `json:"samples"`
-	Since       time.Time `json:"since"`
-	Bytes       int64     `json:"bytes"`                // at the last sample
-	FreeBytes   *int64    `json:"free_bytes,omitempty"` // at the last sample
-	BytesPerDay float64   `json:"bytes_per_day"`        // growth of the repository
+	Samples int       `json:"samples"`
+	Since   time.Time `json:"since"`
+	// Rated: the samples span at least a day, so the rates below mean something; else they are 0.
+	Rated       bool    `json:"rated"`
+	Bytes       int64   `json:"bytes"`                // at the last sample
+	FreeBytes   *int64  `json:"free_bytes,omitempty"` // at the last sample
+	BytesPerDay float64 `json:"bytes_per_day"`        // growth of the repository
 	// FillPerDay is how fast the free space goes: its own fall where it was measured twice,
 	// else the repository's growth. DaysUntilFull is nil when the free space is unknown or
 	// nothing grows.
@@ -76,12 +82,16 @@ func (f *File) Growth(repository string, now time.Time) *Growth {
 			ft, fv = append(ft, day), append(fv, float64(*s.FreeBytes))
 		}
 	}
+	if last.Time.Sub(h[0].Time) < minGrowthSpan {
+		return g
+	}
+	g.Rated = true
 	g.BytesPerDay = slope(bt, bv)
 	g.FillPerDay = g.BytesPerDay
 	if len(ft) >= 2 && ft[len(ft)-1] > ft[0] {
 		g.FillPerDay = -slope(ft, fv)
 	}
-	if g.FreeBytes != nil && g.FillPerDay > 0 && len(h) >= 2 {
+	if g.FreeBytes != nil && g.FillPerDay > 0 {
 		d := float64(*g.FreeBytes) / g.FillPerDay
 		g.DaysUntilFull = &d
 	}

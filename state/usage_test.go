@@ -67,6 +67,24 @@ func TestDaysUntilFullFromRecordedRuns(t *testing.T) {
 	}
 }
 
+// Backups minutes apart on a disk others write to: the free space moves by noise, and a rate
+// drawn from it would say "full today". No rate is given before the samples span a day.
+func TestNoRateFromBackupsMinutesApart(t *testing.T) {
+	start := time.Date(2026, 11, 1, 2, 30, 0, 0, time.UTC)
+	f := &File{}
+	for i, free := range []int64{80 * gib, 79 * gib, 80*gib - 1} {
+		f.addUsage("r", UsageSample{Time: start.Add(time.Duration(i) * time.Minute), Bytes: gib + int64(i)<<20, FreeBytes: ptr(free)})
+	}
+	g := f.Growth("r", start.Add(time.Hour))
+	if g == nil || g.Rated || g.DaysUntilFull != nil || g.BytesPerDay != 0 || g.Bytes != gib+2<<20 {
+		t.Errorf("three backups within minutes: %+v; want the size and no rate", g)
+	}
+	f.addUsage("r", UsageSample{Time: start.Add(25 * time.Hour), Bytes: 2 * gib, FreeBytes: ptr(79 * gib)})
+	if g := f.Growth("r", start.Add(26*time.Hour)); !g.Rated || g.DaysUntilFull == nil {
+		t.Errorf("a day later the rate is known: %+v", g)
+	}
+}
+
 func TestGrowthLooksAtTheLast30Days(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2026, 9, 1, 2, 30, 0, 0, time.UTC)
