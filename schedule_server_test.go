@@ -22,8 +22,8 @@ func TestWeeklyCheckThenPrune(t *testing.T) {
 		execs := lines(u.Content, "ExecStart=")
 		switch u.Name {
 		case "cht-backup-check.service":
-			want := []string{"ExecStart=/usr/local/bin/cht-backup check --config /etc/cht-backup/cht-backup.env",
-				"ExecStart=/usr/local/bin/cht-backup prune --config /etc/cht-backup/cht-backup.env"}
+			want := []string{"ExecStart=/usr/local/bin/cht-backup check --config /etc/cht-backup/cht-backup.env --lock-wait 3h",
+				"ExecStart=/usr/local/bin/cht-backup prune --config /etc/cht-backup/cht-backup.env --lock-wait 3h"}
 			if strings.Join(execs, "\n") != strings.Join(want, "\n") || !strings.Contains(u.Content, "Type=oneshot") {
 				t.Errorf("check service runs:\n%s\nwant, one after the other in a oneshot service:\n%s", strings.Join(execs, "\n"), strings.Join(want, "\n"))
 			}
