@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/restore"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/state"
@@ -214,6 +215,8 @@ func restoreError(err error, target string) error {
 	}
 	hint := "fix the cause above and run again"
 	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, borg.ErrCancelled):
+		hint = "the restore was interrupted before it changed anything on this host; run it again when you are ready"
 	case errors.Is(err, restore.ErrTargetOwner):
 		return &userError{err: err, hint: "restore into a directory of your own, e.g. a new one (it is created with mode 0700)", code: exitUsage}
 	case errors.Is(err, restore.ErrTargetNotEmpty):

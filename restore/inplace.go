@@ -282,15 +282,25 @@ func (p *Plan) Describe(w io.Writer) {
 	fmt.Fprintf(w, "  (%s)\n", what)
 	fmt.Fprintf(w, "  1. extract the archive next to the CouchDB data, in %s (CHT keeps running; needs about %s, %s free)\n",
 		p.ScratchParent, sources.HumanBytes(p.NeedBytes), sources.HumanBytes(p.FreeBytes))
-	var names []string
+	var names, down []string
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		c := p.Containers[i]
-		names = append(names, fmt.Sprintf("%s (%s)", c.Name, c.State))
+		if isUp(c.State) {
+			names = append(names, fmt.Sprintf("%s (%s)", c.Name, c.State))
+		} else {
+			down = append(down, fmt.Sprintf("%s (%s)", c.Name, c.State))
+		}
 	}
-	if len(names) == 0 {
+	switch {
+	case len(names) == 0 && len(down) == 0:
 		fmt.Fprintf(w, "  2. stop the containers of compose project %q: none found\n", p.Host.Project)
-	} else {
+	case len(names) == 0:
+		fmt.Fprintf(w, "  2. stop the containers of compose project %q: none is running\n", p.Host.Project)
+	default:
 		fmt.Fprintf(w, "  2. stop the containers of compose project %q: %s\n", p.Host.Project, strings.Join(names, ", "))
+	}
+	if len(down) > 0 {
+		fmt.Fprintf(w, "     not running, so left as they are (neither stopped nor started): %s\n", strings.Join(down, ", "))
 	}
 	if len(p.ContainerParts) > 0 {
 		fmt.Fprintf(w, "  3. save the containers' current files to %s:\n", p.SaveDir)
@@ -326,7 +336,7 @@ func (p *Plan) Describe(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  6. no files to copy into containers\n")
 	}
-	fmt.Fprintf(w, "  7. start the containers again and report their state\n")
+	fmt.Fprintf(w, "  7. start again the containers step 2 stopped, and report their state\n")
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
@@ -397,6 +407,9 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	var wasUp []ContainerState    // the containers up when the stop step began, in stop order
 
 	fail := func(step string, err error) (*InPlaceResult, error) {
+		if errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("interrupted (SIGINT, SIGTERM or SIGHUP): %w", err)
+		}
 		p.reconcile(res, wasUp, step == StepStart)
 		res.FailedStep, res.Error = step, err.Error()
 		res.State, res.Recovery = p.aftermath(res, step, attempted)
@@ -441,11 +454,12 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	if c := Check(ctx, p.Manifest, func(a string) string { return filepath.Join(x, filepath.FromSlash(a)) }); !c.OK {
 		return fail(StepExtract, fmt.Errorf("the extracted archive differs from its manifest: %s", strings.Join(c.Problems, "; ")))
 	}
+	// An interruption is reported at the step it came in, checked at the end of each step.
+	if err := ctx.Err(); err != nil {
+		return fail(StepExtract, err)
+	}
 
 	// 2. Stop: front ends first, CouchDB last. Only what is up is stopped (and later started).
-	if err := ctx.Err(); err != nil {
-		return fail(StepStop, err)
-	}
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		if c := inspectState(ctx, p.docker, p.Containers[i]); isUp(c.State) {
 			wasUp = append(wasUp, c)
@@ -465,6 +479,9 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 		}
 		res.Stopped = append(res.Stopped, now)
 		p.holdAfterFirst(ctx, StepStop)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(StepStop, err)
 	}
 
 	// 3. Save the containers' current files: putting the archive's back overwrites them.
@@ -710,6 +727,17 @@ func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerC
 		}
 	}
 	state = append(state, "not done: "+strings.Join(notDone, ", "))
+	if step == StepStart {
+		var rest []string
+		for i := len(res.Stopped) - 1; i >= 0; i-- {
+			if c := res.Stopped[i]; !isUp(now[c.ID]) {
+				rest = append(rest, c.Name)
+			}
+		}
+		if len(rest) > 0 {
+			state = append(state, "everything else is restored: to finish the restore instead of going back, run docker start "+strings.Join(rest, " "))
+		}
+	}
 
 	// Back to the state before: stop what this run started again, make way for the moved-aside
 	// copies, move them back, put the containers' files back, start what this run stopped.
@@ -734,7 +762,7 @@ func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerC
 		recovery = append(recovery, fmt.Sprintf("mv %s %s", borg.ShellQuote(mv.To), borg.ShellQuote(mv.From)))
 	}
 	for _, a := range attempted {
-		recovery = append(recovery, fmt.Sprintf("docker cp %s %s", borg.ShellQuote(a.SavedTo+"/."), borg.ShellQuote(a.Container+":"+a.Dir)))
+		recovery = append(recovery, fmt.Sprintf("docker cp -a %s %s", borg.ShellQuote(a.SavedTo+"/."), borg.ShellQuote(a.Container+":"+a.Dir)))
 	}
 	var startAgain []string
 	for i := len(res.Stopped) - 1; i >= 0; i-- {

@@ -99,11 +99,14 @@ func TestAftermathCommandsUndoInReverse(t *testing.T) {
 	}
 
 	// Interrupted while starting: CouchDB is up again, nginx not yet.
-	_, cmds = p.aftermath(&InPlaceResult{Stopped: res.Stopped, ContainersNow: []ContainerState{in(couch, "running"), in(nginx, "exited"), in(old, "exited")}},
+	state, cmds = p.aftermath(&InPlaceResult{Stopped: res.Stopped, ContainersNow: []ContainerState{in(couch, "running"), in(nginx, "exited"), in(old, "exited")}},
 		StepStart, []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: "/s/nginx"}})
-	want = []string{"docker stop cht-couchdb-1", "docker cp /s/nginx/. cht-nginx-1:/etc/nginx/private/", "docker start cht-couchdb-1 cht-nginx-1"}
+	want = []string{"docker stop cht-couchdb-1", "docker cp -a /s/nginx/. cht-nginx-1:/etc/nginx/private/", "docker start cht-couchdb-1 cht-nginx-1"}
 	if !reflect.DeepEqual(cmds, want) {
 		t.Errorf("after start\n got %q\nwant %q", cmds, want)
+	}
+	if joined := strings.Join(state, "\n"); !strings.Contains(joined, "to finish the restore instead of going back, run docker start cht-nginx-1") {
+		t.Errorf("an interrupted start should say how to finish:\n%s", joined)
 	}
 }
 
