@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
 
 func TestMoveAsideNeverReusesAName(t *testing.T) {
@@ -154,5 +156,32 @@ func TestPlanNamesTheFreeAsideName(t *testing.T) {
 	mv, err := moveAside(env, stamp)
 	if err != nil || mv.To != env+".before-restore-"+stamp+"-2" {
 		t.Fatalf("moveAside: %+v %v", mv, err)
+	}
+}
+
+// The copy a killed in-place restore left next to the CouchDB data (where the live .env puts it)
+// goes; a live run's copy, and anything else there, stays.
+func TestRemoveStaleInPlaceScratch(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "srv", "couchdb")
+	tree, err := sourcestest.WriteTree(filepath.Join(root, "cht"), sourcestest.Options{CouchDBData: data, NoChown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := filepath.Dir(data)
+	dead := filepath.Join(parent, scratchPrefix+"20200101T000000Z-00000000.pid4194305")
+	live := filepath.Join(parent, fmt.Sprintf("%s20200101T000000Z-00000000.pid%d", scratchPrefix, os.Getpid()))
+	other := filepath.Join(parent, "couchdb.before-restore-20200101T000000Z")
+	for _, d := range []string{filepath.Join(dead, "archive"), live, other} {
+		os.MkdirAll(d, 0o700)
+	}
+	removed, err := RemoveStaleInPlaceScratch(tree.Root)
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("removed %v, %v; want only %s", removed, err, dead)
+	}
+	for _, d := range []string{live, other, data} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s must stay: %v", d, err)
+		}
 	}
 }

@@ -12,6 +12,9 @@ import (
 // and takes as much space as the CouchDB data. A running restore's copy is told apart by its
 // process, which is alive, and left alone.
 func RemoveStaleInPlaceScratch(chtDir string) ([]string, error) {
+	if chtDir == "" {
+		return nil, nil
+	}
 	cht, err := filepath.Abs(chtDir)
 	if err != nil {
 		return nil, err
