@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 	xssh "golang.org/x/crypto/ssh"
 )
@@ -146,22 +148,21 @@ func repositoryInfo(c *cli.Context, r *borg.Runner, repo borg.Repository) (*borg
 	return &info, nil
 }
 
-// exportKey writes the key to a file created 0600 first, because borg writes with the umask.
+// exportKey writes the key to path, mode 0600. borg prints it to stdout, and the tool writes the
+// file itself: through a temporary file of unpredictable name created with O_EXCL (a symlink
+// planted in the directory is never followed), renamed over path once complete.
 func exportKey(ctx context.Context, r *borg.Runner, repo borg.Repository, path string, paper bool) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("cannot write key file %s: %v", tmp, errors.Unwrap(err))
-	}
-	f.Close()
-	defer os.Remove(tmp)
-	if _, err := r.Run(ctx, borg.Call{Args: borg.KeyExportArgs(repo, tmp, paper)}); err != nil {
+	var key bytes.Buffer
+	if _, err := r.Run(ctx, borg.Call{Args: borg.KeyExportArgs(repo, "-", paper), Stdout: &key}); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return err
+	if key.Len() == 0 {
+		return fmt.Errorf("borg key export of %s printed no key", repo.Raw)
 	}
-	return os.Rename(tmp, path)
+	return state.WriteFileAtomic(path, 0o600, func(w io.Writer) error {
+		_, err := w.Write(key.Bytes())
+		return err
+	})
 }
 
 var slugRe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

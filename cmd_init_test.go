@@ -139,6 +139,27 @@ func TestKeyExport(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(b), "BORG_KEY ") || st.Mode().Perm() != 0o600 {
 		t.Fatalf("exported key: %v mode %v %.20q", err, st.Mode().Perm(), b)
 	}
+	// A symlink planted where a predictable temporary name would be is never followed: the file
+	// it points to keeps its content, and no temporary file is left next to the key.
+	victim := filepath.Join(w.dir, "victim")
+	os.WriteFile(victim, []byte("not a key"), 0o644)
+	for _, suffix := range []string{".tmp", ".tmp-1", ".new"} {
+		os.Symlink(victim, out+suffix)
+	}
+	os.Remove(out)
+	r = w.run(append([]string{"key", "export", "--repo", w.remoteRepo(), "--output", out, "--paper"}, w.common(testEnv["SSH_FORCED_KEY"])...)...)
+	if r.code != 0 {
+		t.Fatalf("key export --paper:\n%s", r)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "not a key" {
+		t.Fatalf("key export wrote through a symlink planted next to --output: %.40q", b)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "BORG PAPER KEY") {
+		t.Fatalf("paper key: %.40q", b)
+	}
+	if left, _ := filepath.Glob(filepath.Join(w.dir, ".exported.key*")); len(left) > 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
 	r = w.run(append([]string{"key", "export", "--repo", w.remoteRepo(), "--repo", "/elsewhere", "--output", out}, w.common(testEnv["SSH_FORCED_KEY"])...)...)
 	if r.code != 3 {
 		t.Fatalf("--output with two repositories must be a usage error:\n%s", r)

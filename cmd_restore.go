@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/restore"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/state"
@@ -59,39 +60,13 @@ func restoreCommand() *cli.Command {
 				return usageErrorf("--force is for --target; an in-place restore always moves what it replaces aside")
 			}
 			if ro.Target != "" {
-				if live := targetClash(o.ChtDir, ro.Target); live != "" {
+				if live := restore.LiveClash(o.ChtDir, ro.Target); live != "" {
 					return usageErrorf("--target %s would put the archive over this host's live %s (with --force it would move it aside from under the running CHT); restore onto this host with --in-place, or choose another directory", ro.Target, live)
 				}
 			}
 			return runRestore(c.Context, o, ro, os.Stdin, os.Stdout)
 		}),
 	}
-}
-
-// targetClash names this host's live CHT path that a --target DIR layout would land on (DIR
-// itself the CHT dir, or DIR/couchdb, DIR/upgrade-service, DIR/compose being the live ones), or
-// "" when there is none. The live paths are resolved from the live .env when it can be read.
-func targetClash(chtDir, target string) string {
-	t, err := filepath.Abs(target)
-	if err != nil {
-		return ""
-	}
-	cht, _ := filepath.Abs(chtDir)
-	env, _ := sources.ParseEnvFile(filepath.Join(cht, "upgrade-service", ".env"))
-	live := sources.ResolveHostPaths(cht, env)
-	for _, c := range []struct{ path, what string }{
-		{live.CHTDir, "CHT directory " + live.CHTDir},
-		{live.CouchDBData, "CouchDB data directory " + live.CouchDBData},
-		{filepath.Dir(live.EnvFile), "upgrade-service directory " + filepath.Dir(live.EnvFile)},
-		{live.ComposePath, "compose directory " + live.ComposePath},
-	} {
-		for _, part := range []string{t, filepath.Join(t, "couchdb"), filepath.Join(t, "upgrade-service"), filepath.Join(t, "compose")} {
-			if filepath.Clean(part) == filepath.Clean(c.path) {
-				return c.what
-			}
-		}
-	}
-	return ""
 }
 
 type restoreOptions struct {
@@ -240,6 +215,10 @@ func restoreError(err error, target string) error {
 	}
 	hint := "fix the cause above and run again"
 	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, borg.ErrCancelled):
+		hint = "the restore was interrupted before it changed anything on this host; run it again when you are ready"
+	case errors.Is(err, restore.ErrTargetOwner):
+		return &userError{err: err, hint: "restore into a directory of your own, e.g. a new one (it is created with mode 0700)", code: exitUsage}
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		hint = "choose an empty or new directory, or add --force (what the restore would replace is moved aside, nothing is deleted)"
 	case errors.Is(err, restore.ErrNoSpace):

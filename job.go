@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/restore"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/cht-backup/cht-backup/systemd"
 	"github.com/urfave/cli/v2"
@@ -42,6 +43,11 @@ func withHostLock(ctx context.Context, o *options, job string, fn func(ctx conte
 	}()
 	if lock.Stale != nil {
 		o.Log.Warnf("took over this host's lock from %s, which ended without releasing it (killed, or the machine went down)", *lock.Stale)
+	}
+	if removed, err := restore.RemoveStaleInPlaceScratch(o.ChtDir); len(removed) > 0 {
+		o.Log.Warnf("removed the copy of an archive that a killed in-place restore left: %s", strings.Join(removed, ", "))
+	} else if err != nil {
+		o.Log.Debugf("looking for copies left by a killed in-place restore: %v", err)
 	}
 	return fn(ctx)
 }

@@ -32,7 +32,7 @@ const (
 	exitFailed      = 2   // the job failed
 	exitUsage       = 3   // bad command line or configuration; nothing was done
 	exitLocked      = 75  // another run held this host's lock past --lock-wait; nothing was done (EX_TEMPFAIL)
-	exitInterrupted = 130 // stopped by SIGINT/SIGTERM; borg was stopped cleanly
+	exitInterrupted = 130 // stopped by SIGINT/SIGTERM/SIGHUP; borg was stopped cleanly
 )
 
 func newApp() *cli.App {
@@ -86,13 +86,18 @@ func prepareCommand(cmd *cli.Command) {
 	cmd.Flags = append(commonFlags(), cmd.Flags...)
 }
 
+// stopSignals end a run cleanly: borg gets SIGINT, staging and scratch are removed, the
+// outcome is recorded and the exit status is 130.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
 func main() {
 	os.Exit(run(os.Args))
 }
 
 // run is main without os.Exit, so tests can call it.
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP is the admin's SSH session dropping: stop as cleanly as for Ctrl-C, never half-way.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	app := newApp()
 	err := app.RunContext(ctx, reorderArgs(app, args))

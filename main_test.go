@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cht-backup/cht-backup/sources/sourcestest"
 	"github.com/urfave/cli/v2"
 )
 
@@ -156,26 +155,6 @@ func TestShellSplitLikeShlex(t *testing.T) {
 	for _, bad := range []string{"cat 'open", `echo "open`, "cat /etc/pass | tr -d x", "cat a; echo b", "gpg -d f 2>/dev/null"} {
 		if _, err := shellSplit(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
-		}
-	}
-}
-
-// restore --target refuses a DIR whose layout would land on this host's live CHT files.
-func TestTargetClashWithLivePaths(t *testing.T) {
-	root := t.TempDir()
-	srv := filepath.Join(root, "srv")
-	tree, err := sourcestest.WriteTree(filepath.Join(root, "cht"), sourcestest.Options{CouchDBData: filepath.Join(srv, "couchdb"), NoChown: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for target, want := range map[string]string{
-		tree.Root:                      "CHT directory",
-		srv:                            "CouchDB data directory " + filepath.Join(srv, "couchdb"),
-		filepath.Dir(tree.Root):        "", // DIR/cht is not among the layout's names
-		filepath.Join(root, "restore"): "",
-	} {
-		if got := targetClash(tree.Root, target); !strings.HasPrefix(got, want) || (want == "" && got != "") {
-			t.Errorf("--target %s: got %q, want %q", target, got, want)
 		}
 	}
 }

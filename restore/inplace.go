@@ -64,6 +64,7 @@ type Plan struct {
 	docker *client.Client
 	probe  *Scratch
 	log    logrus.FieldLogger
+	held   bool // the test hold (TestHoldEnv) was taken
 }
 
 // ErrMountPoint marks a CouchDB data directory that is a mount point: it cannot be renamed aside.
@@ -150,8 +151,9 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 		p.Notes = append(p.Notes, fmt.Sprintf("this host's .env names CouchDB data %s, the restored one %s: the first is left as it is", p.Current.CouchDBData, p.Host.CouchDBData))
 	}
 
-	// What is there now is moved aside: every path a placement takes, and the current compose
-	// files (a compose file the archive lacks would otherwise still be used by the upgrade service).
+	// What is there now is moved aside: every path a placement takes, and, when the archive holds
+	// compose files, the current ones (a compose file the archive lacks would otherwise still be
+	// used by the upgrade service). An archive made with --skip compose replaces none of them.
 	seen := map[string]bool{}
 	addAside := func(path string) {
 		if seen[path] {
@@ -165,7 +167,11 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 	for _, pl := range p.Placements {
 		addAside(pl.To)
 	}
-	for _, dir := range []string{cur.ComposePath, filepath.Dir(p.Host.EnvFile)} {
+	composeDirs := []string{cur.ComposePath, filepath.Dir(p.Host.EnvFile)}
+	if len(m.Sources.ComposeFiles) == 0 {
+		composeDirs = nil // the manifest's skipped parts say so in the plan's notes
+	}
+	for _, dir := range composeDirs {
 		matches, _ := filepath.Glob(filepath.Join(dir, "*.yml"))
 		sort.Strings(matches)
 		for _, f := range matches {
@@ -229,6 +235,13 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 	// The archive is extracted next to the CouchDB data directory, so the data is renamed into
 	// place, not copied; the moved-aside copy stays on the same disk.
 	p.ScratchParent = filepath.Dir(data)
+	// A restore killed before it could clean up (SIGKILL, power loss) left its copy of the archive
+	// here: health records and secrets, and as much space as the CouchDB data.
+	if removed, err := RemoveStaleScratch(p.ScratchParent, scratchPrefix); len(removed) > 0 {
+		p.log.Warnf("removed the extracted copy left by an earlier restore that was killed: %s", strings.Join(removed, ", "))
+	} else if err != nil {
+		p.log.Warnf("cannot look for scratch left by an earlier restore in %s: %v", p.ScratchParent, err)
+	}
 	p.NeedBytes = archiveBytes(m)
 	if p.FreeBytes, err = checkSpace(p.ScratchParent, p.NeedBytes); err != nil {
 		return nil, err
@@ -269,15 +282,25 @@ func (p *Plan) Describe(w io.Writer) {
 	fmt.Fprintf(w, "  (%s)\n", what)
 	fmt.Fprintf(w, "  1. extract the archive next to the CouchDB data, in %s (CHT keeps running; needs about %s, %s free)\n",
 		p.ScratchParent, sources.HumanBytes(p.NeedBytes), sources.HumanBytes(p.FreeBytes))
-	var names []string
+	var names, down []string
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		c := p.Containers[i]
-		names = append(names, fmt.Sprintf("%s (%s)", c.Name, c.State))
+		if isUp(c.State) {
+			names = append(names, fmt.Sprintf("%s (%s)", c.Name, c.State))
+		} else {
+			down = append(down, fmt.Sprintf("%s (%s)", c.Name, c.State))
+		}
 	}
-	if len(names) == 0 {
+	switch {
+	case len(names) == 0 && len(down) == 0:
 		fmt.Fprintf(w, "  2. stop the containers of compose project %q: none found\n", p.Host.Project)
-	} else {
+	case len(names) == 0:
+		fmt.Fprintf(w, "  2. stop the containers of compose project %q: none is running\n", p.Host.Project)
+	default:
 		fmt.Fprintf(w, "  2. stop the containers of compose project %q: %s\n", p.Host.Project, strings.Join(names, ", "))
+	}
+	if len(down) > 0 {
+		fmt.Fprintf(w, "     not running, so left as they are (neither stopped nor started): %s\n", strings.Join(down, ", "))
 	}
 	if len(p.ContainerParts) > 0 {
 		fmt.Fprintf(w, "  3. save the containers' current files to %s:\n", p.SaveDir)
@@ -313,7 +336,7 @@ func (p *Plan) Describe(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  6. no files to copy into containers\n")
 	}
-	fmt.Fprintf(w, "  7. start the containers again and report their state\n")
+	fmt.Fprintf(w, "  7. start again the containers step 2 stopped, and report their state\n")
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
@@ -343,8 +366,9 @@ type InPlaceResult struct {
 	Notes           []string         `json:"notes,omitempty"`
 	FailedStep      string           `json:"failed_step,omitempty"`
 	Error           string           `json:"error,omitempty"`
-	State           []string         `json:"state,omitempty"`    // after a failure: the host now
-	Recovery        []string         `json:"recovery,omitempty"` // after a failure: shell commands back to the state before
+	ContainersNow   []ContainerState `json:"containers_now,omitempty"` // after a failure: as Docker reports them
+	State           []string         `json:"state,omitempty"`          // after a failure: the host now
+	Recovery        []string         `json:"recovery,omitempty"`       // after a failure: shell commands back to the state before
 	DurationSeconds float64          `json:"duration_seconds"`
 }
 
@@ -380,11 +404,15 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	res := &InPlaceResult{Repository: p.Repository, Archive: p.Archive, Stopped: []ContainerState{}, Saved: []ContainerCopy{},
 		MovedAside: []Move{}, Placed: []Placement{}, PutBack: []ContainerCopy{}, Started: []ContainerState{}}
 	var attempted []ContainerCopy // put-backs begun, finished or not
-	var started bool
+	var wasUp []ContainerState    // the containers up when the stop step began, in stop order
 
 	fail := func(step string, err error) (*InPlaceResult, error) {
+		if errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("interrupted (SIGINT, SIGTERM or SIGHUP): %w", err)
+		}
+		p.reconcile(res, wasUp, step == StepStart)
 		res.FailedStep, res.Error = step, err.Error()
-		res.State, res.Recovery = p.aftermath(res, step, attempted, started)
+		res.State, res.Recovery = p.aftermath(res, step, attempted)
 		res.DurationSeconds = time.Since(start).Seconds()
 		return res, &StepError{Step: step, Err: err}
 	}
@@ -426,21 +454,34 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	if c := Check(ctx, p.Manifest, func(a string) string { return filepath.Join(x, filepath.FromSlash(a)) }); !c.OK {
 		return fail(StepExtract, fmt.Errorf("the extracted archive differs from its manifest: %s", strings.Join(c.Problems, "; ")))
 	}
-
-	// 2. Stop: front ends first, CouchDB last.
+	// An interruption is reported at the step it came in, checked at the end of each step.
 	if err := ctx.Err(); err != nil {
-		return fail(StepStop, err)
+		return fail(StepExtract, err)
 	}
+
+	// 2. Stop: front ends first, CouchDB last. Only what is up is stopped (and later started).
 	for i := len(p.Containers) - 1; i >= 0; i-- {
-		c := inspectState(ctx, p.docker, p.Containers[i])
-		if !isUp(c.State) {
-			continue
+		if c := inspectState(ctx, p.docker, p.Containers[i]); isUp(c.State) {
+			wasUp = append(wasUp, c)
+		}
+	}
+	for _, c := range wasUp {
+		if err := ctx.Err(); err != nil {
+			return fail(StepStop, err)
 		}
 		log.Infof("stopping container %s", c.Name)
-		if err := p.docker.ContainerStop(ctx, c.ID, container.StopOptions{}); err != nil {
+		ectx, cancel := engineContext(ctx)
+		err := p.docker.ContainerStop(ectx, c.ID, container.StopOptions{})
+		now := inspectState(ectx, p.docker, c)
+		cancel()
+		if err != nil {
 			return fail(StepStop, fmt.Errorf("cannot stop container %s: %v", c.Name, err))
 		}
-		res.Stopped = append(res.Stopped, inspectState(ctx, p.docker, c))
+		res.Stopped = append(res.Stopped, now)
+		p.holdAfterFirst(ctx, StepStop)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(StepStop, err)
 	}
 
 	// 3. Save the containers' current files: putting the archive's back overwrites them.
@@ -464,6 +505,7 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 			return fail(StepMove, err)
 		}
 		res.MovedAside = append(res.MovedAside, mv)
+		p.holdAfterFirst(ctx, StepMove)
 	}
 
 	// 5. Put in place.
@@ -500,28 +542,46 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 		}
 	}
 
-	// 7. Start: CouchDB first.
+	// 7. Start what this run stopped, CouchDB first. A container that was down before the restore
+	// (an exited leftover, a one-off) stays down: the restore gives back the running state it found.
 	if err := ctx.Err(); err != nil {
 		return fail(StepStart, err)
 	}
-	started = true
-	for _, c := range p.Containers {
+	for i := len(res.Stopped) - 1; i >= 0; i-- {
+		c := res.Stopped[i]
+		if err := ctx.Err(); err != nil {
+			return fail(StepStart, err)
+		}
 		log.Infof("starting container %s", c.Name)
-		if err := p.docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		ectx, cancel := engineContext(ctx)
+		err := p.docker.ContainerStart(ectx, c.ID, container.StartOptions{})
+		cancel()
+		if err != nil {
 			return fail(StepStart, fmt.Errorf("cannot start container %s: %v", c.Name, err))
 		}
+		p.holdAfterFirst(ctx, StepStart)
 	}
-	if len(p.Containers) > 0 {
+	if len(res.Stopped) > 0 {
 		select {
 		case <-time.After(settle):
 		case <-ctx.Done():
 		}
 	}
-	for _, c := range p.Containers {
-		c = inspectState(context.WithoutCancel(ctx), p.docker, c)
+	for i := len(res.Stopped) - 1; i >= 0; i-- {
+		c := inspectState(context.WithoutCancel(ctx), p.docker, res.Stopped[i])
 		res.Started = append(res.Started, c)
 		if c.State != "running" {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("container %s is %s, not running: see `docker logs %s`", c.Name, c.State, c.Name))
+		}
+	}
+	stopped := map[string]bool{}
+	for _, c := range res.Stopped {
+		stopped[c.ID] = true
+	}
+	for _, c := range p.Containers {
+		if !stopped[c.ID] {
+			c = inspectState(context.WithoutCancel(ctx), p.docker, c)
+			res.Notes = append(res.Notes, fmt.Sprintf("container %s was not running before the restore and is left %s; start it yourself if CHT needs it (docker start %s)", c.Name, c.State, c.Name))
 		}
 	}
 	if p.envOrComposeChanged(res.MovedAside) {
@@ -571,23 +631,78 @@ func (p *Plan) envOrComposeChanged(moved []Move) bool {
 	return false
 }
 
-// aftermath describes, after a failure at step, what state the host is in and the commands that
-// return it to the state before the restore (nothing is ever deleted, so all of it is there).
-func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerCopy, started bool) (state, recovery []string) {
-	changed := len(res.Stopped) > 0 || len(res.Saved) > 0 || len(res.MovedAside) > 0 || len(res.Placed) > 0 || len(attempted) > 0 || started
-	if !changed {
+// engineDeadline bounds a Docker call that stops or starts a container. Such a call gets its own
+// deadline instead of the run's cancellation: once the engine has begun, it stops or starts the
+// container whatever the client does, so an interrupted run waits for the answer and reports what
+// Docker did, not what was asked.
+const engineDeadline = 3 * time.Minute
+
+func engineContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), engineDeadline)
+}
+
+// reconcile makes the result say what Docker says after a failure or an interruption: a container
+// that was up when the run began to stop them and is down now was stopped by this run (also when
+// its stop call failed or was cut short); ContainersNow holds every container's state now; once
+// the start step was reached, Started holds the stopped ones that are up again.
+func (p *Plan) reconcile(res *InPlaceResult, wasUp []ContainerState, starting bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := map[string]ContainerState{}
+	res.ContainersNow = nil
+	for _, c := range p.Containers {
+		c = inspectState(ctx, p.docker, c)
+		now[c.ID] = c
+		res.ContainersNow = append(res.ContainersNow, c)
+	}
+	known := map[string]bool{}
+	for _, c := range res.Stopped {
+		known[c.ID] = true
+	}
+	for _, c := range wasUp {
+		if n, ok := now[c.ID]; ok && !known[c.ID] && !isUp(n.State) && !strings.HasPrefix(n.State, "unknown") {
+			res.Stopped = append(res.Stopped, n)
+		}
+	}
+	if starting {
+		res.Started = res.Started[:0]
+		for i := len(res.Stopped) - 1; i >= 0; i-- {
+			if n := now[res.Stopped[i].ID]; isUp(n.State) {
+				res.Started = append(res.Started, n)
+			}
+		}
+	}
+}
+
+// aftermath describes, after a failure at step, what state the host is in (the containers as
+// Docker reports them now) and the commands that return it to the state before the restore:
+// nothing is ever deleted, so all of it is there, and only the containers this run stopped are
+// started again.
+func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerCopy) (state, recovery []string) {
+	filesChanged := len(res.Saved) > 0 || len(res.MovedAside) > 0 || len(res.Placed) > 0 || len(attempted) > 0
+	if !filesChanged && len(res.Stopped) == 0 {
 		state = append(state, "nothing on this host was changed: CHT's containers, files and data are as they were")
 		return state, nil
 	}
-	var stopped []string
-	for _, c := range res.Stopped {
-		stopped = append(stopped, c.Name)
+	now := map[string]string{}
+	for _, c := range res.ContainersNow {
+		now[c.ID] = c.State
 	}
-	switch {
-	case started:
-		state = append(state, "the containers were being started again; check them with `docker ps -a`")
-	case len(stopped) > 0:
-		state = append(state, "these containers are stopped: "+strings.Join(stopped, ", "))
+	stoppedByRun := map[string]bool{}
+	for _, c := range res.Stopped {
+		stoppedByRun[c.ID] = true
+	}
+	for _, c := range res.ContainersNow {
+		line := fmt.Sprintf("container %s is %s", c.Name, c.State)
+		switch {
+		case stoppedByRun[c.ID] && isUp(c.State):
+			line += " (this restore stopped it and started it again)"
+		case stoppedByRun[c.ID]:
+			line += " (it was running; this restore stopped it)"
+		default:
+			line += " (as it was before this restore)"
+		}
+		state = append(state, line)
 	}
 	for _, s := range res.Saved {
 		state = append(state, fmt.Sprintf("the files of %s:%s before the restore are saved in %s", s.Container, s.Dir, s.SavedTo))
@@ -612,18 +727,28 @@ func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerC
 		}
 	}
 	state = append(state, "not done: "+strings.Join(notDone, ", "))
-
-	// Back to the state before: make way for the moved-aside copies, then move them back.
-	var names []string
-	for _, c := range p.Containers {
-		names = append(names, c.Name)
-	}
-	if started {
-		rev := make([]string, len(names))
-		for i, n := range names {
-			rev[len(names)-1-i] = n
+	if step == StepStart {
+		var rest []string
+		for i := len(res.Stopped) - 1; i >= 0; i-- {
+			if c := res.Stopped[i]; !isUp(now[c.ID]) {
+				rest = append(rest, c.Name)
+			}
 		}
-		recovery = append(recovery, "docker stop "+strings.Join(rev, " "))
+		if len(rest) > 0 {
+			state = append(state, "everything else is restored: to finish the restore instead of going back, run docker start "+strings.Join(rest, " "))
+		}
+	}
+
+	// Back to the state before: stop what this run started again, make way for the moved-aside
+	// copies, move them back, put the containers' files back, start what this run stopped.
+	var upAgain []string
+	for _, c := range res.Stopped {
+		if isUp(now[c.ID]) {
+			upAgain = append(upAgain, c.Name)
+		}
+	}
+	if filesChanged && len(upAgain) > 0 {
+		recovery = append(recovery, "docker stop "+strings.Join(upAgain, " "))
 	}
 	taken := map[string]bool{}
 	for i := len(res.Placed) - 1; i >= 0; i-- {
@@ -637,14 +762,12 @@ func (p *Plan) aftermath(res *InPlaceResult, step string, attempted []ContainerC
 		recovery = append(recovery, fmt.Sprintf("mv %s %s", borg.ShellQuote(mv.To), borg.ShellQuote(mv.From)))
 	}
 	for _, a := range attempted {
-		recovery = append(recovery, fmt.Sprintf("docker cp %s %s", borg.ShellQuote(a.SavedTo+"/."), borg.ShellQuote(a.Container+":"+a.Dir)))
+		recovery = append(recovery, fmt.Sprintf("docker cp -a %s %s", borg.ShellQuote(a.SavedTo+"/."), borg.ShellQuote(a.Container+":"+a.Dir)))
 	}
 	var startAgain []string
-	if started {
-		startAgain = names
-	} else {
-		for i := len(res.Stopped) - 1; i >= 0; i-- {
-			startAgain = append(startAgain, res.Stopped[i].Name)
+	for i := len(res.Stopped) - 1; i >= 0; i-- {
+		if c := res.Stopped[i]; filesChanged || !isUp(now[c.ID]) {
+			startAgain = append(startAgain, c.Name)
 		}
 	}
 	if len(startAgain) > 0 {

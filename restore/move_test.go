@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
 
 func TestMoveAsideNeverReusesAName(t *testing.T) {
@@ -48,42 +50,65 @@ func TestPlaceNeverOverwrites(t *testing.T) {
 	}
 }
 
-// After a failure, the commands undo exactly what was done, in reverse, and restart what was stopped.
+// After a failure, the commands undo exactly what was done, in reverse, and start again only
+// the containers this run stopped; the state names each container as Docker reports it now.
 func TestAftermathCommandsUndoInReverse(t *testing.T) {
 	dir := t.TempDir()
-	p := &Plan{Stamp: "S", Containers: []ContainerState{{Name: "cht-couchdb-1"}, {Name: "cht-nginx-1"}}}
+	couch := ContainerState{ID: "c", Name: "cht-couchdb-1"}
+	nginx := ContainerState{ID: "n", Name: "cht-nginx-1"}
+	old := ContainerState{ID: "o", Name: "cht-old-1"}
+	p := &Plan{Stamp: "S", Containers: []ContainerState{couch, nginx, old}}
+	in := func(c ContainerState, state string) ContainerState { c.State = state; return c }
 	res := &InPlaceResult{
-		Stopped:    []ContainerState{{Name: "cht-nginx-1"}, {Name: "cht-couchdb-1"}},
-		Saved:      []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: dir + "/saved/nginx"}},
-		MovedAside: []Move{{dir + "/couchdb", dir + "/couchdb.before-restore-S"}, {dir + "/a b/.env", dir + "/a b/.env.before-restore-S"}},
-		Placed:     []Placement{{Group: sources.GroupCouchDB, To: dir + "/couchdb"}},
+		Stopped:       []ContainerState{nginx, couch},
+		ContainersNow: []ContainerState{in(couch, "exited"), in(nginx, "exited"), in(old, "exited")},
+		Saved:         []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: dir + "/saved/nginx"}},
+		MovedAside:    []Move{{dir + "/couchdb", dir + "/couchdb.before-restore-S"}, {dir + "/a b/.env", dir + "/a b/.env.before-restore-S"}},
+		Placed:        []Placement{{Group: sources.GroupCouchDB, To: dir + "/couchdb"}},
 	}
-	state, cmds := p.aftermath(res, StepPlace, nil, false)
+	state, cmds := p.aftermath(res, StepPlace, nil)
 	want := []string{
 		"mv " + dir + "/couchdb " + dir + "/couchdb.failed-restore-S",
 		"mv '" + dir + "/a b/.env.before-restore-S' '" + dir + "/a b/.env'",
 		"mv " + dir + "/couchdb.before-restore-S " + dir + "/couchdb",
-		"docker start cht-couchdb-1 cht-nginx-1",
+		"docker start cht-couchdb-1 cht-nginx-1", // not the exited leftover
 	}
 	if !reflect.DeepEqual(cmds, want) {
 		t.Errorf("commands\n got %q\nwant %q", cmds, want)
 	}
 	joined := strings.Join(state, "\n")
-	for _, s := range []string{"stopped: cht-nginx-1, cht-couchdb-1", "moved aside, intact", "not done: put the files in place, copy files into the containers, start the containers"} {
+	for _, s := range []string{"container cht-nginx-1 is exited (it was running; this restore stopped it)",
+		"container cht-old-1 is exited (as it was before this restore)", "moved aside, intact",
+		"not done: put the files in place, copy files into the containers, start the containers"} {
 		if !strings.Contains(joined, s) {
 			t.Errorf("state lacks %q:\n%s", s, joined)
 		}
 	}
 
-	state, cmds = p.aftermath(&InPlaceResult{}, StepExtract, nil, false)
+	state, cmds = p.aftermath(&InPlaceResult{ContainersNow: []ContainerState{in(couch, "running")}}, StepExtract, nil)
 	if len(cmds) != 0 || !strings.Contains(strings.Join(state, ""), "nothing on this host was changed") {
 		t.Errorf("a failed extraction changes nothing: %q %q", state, cmds)
 	}
 
-	_, cmds = p.aftermath(&InPlaceResult{Stopped: res.Stopped}, StepStart, []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: "/s/nginx"}}, true)
-	want = []string{"docker stop cht-nginx-1 cht-couchdb-1", "docker cp /s/nginx/. cht-nginx-1:/etc/nginx/private/", "docker start cht-couchdb-1 cht-nginx-1"}
+	// Interrupted while stopping: only nginx is down; starting it is the whole way back.
+	state, cmds = p.aftermath(&InPlaceResult{Stopped: []ContainerState{nginx},
+		ContainersNow: []ContainerState{in(couch, "running"), in(nginx, "exited"), in(old, "exited")}}, StepStop, nil)
+	if want := []string{"docker start cht-nginx-1"}; !reflect.DeepEqual(cmds, want) {
+		t.Errorf("after an interrupted stop\n got %q\nwant %q", cmds, want)
+	}
+	if joined := strings.Join(state, "\n"); !strings.Contains(joined, "container cht-couchdb-1 is running (as it was before this restore)") {
+		t.Errorf("state:\n%s", joined)
+	}
+
+	// Interrupted while starting: CouchDB is up again, nginx not yet.
+	state, cmds = p.aftermath(&InPlaceResult{Stopped: res.Stopped, ContainersNow: []ContainerState{in(couch, "running"), in(nginx, "exited"), in(old, "exited")}},
+		StepStart, []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: "/s/nginx"}})
+	want = []string{"docker stop cht-couchdb-1", "docker cp -a /s/nginx/. cht-nginx-1:/etc/nginx/private/", "docker start cht-couchdb-1 cht-nginx-1"}
 	if !reflect.DeepEqual(cmds, want) {
 		t.Errorf("after start\n got %q\nwant %q", cmds, want)
+	}
+	if joined := strings.Join(state, "\n"); !strings.Contains(joined, "to finish the restore instead of going back, run docker start cht-nginx-1") {
+		t.Errorf("an interrupted start should say how to finish:\n%s", joined)
 	}
 }
 
@@ -131,5 +156,32 @@ func TestPlanNamesTheFreeAsideName(t *testing.T) {
 	mv, err := moveAside(env, stamp)
 	if err != nil || mv.To != env+".before-restore-"+stamp+"-2" {
 		t.Fatalf("moveAside: %+v %v", mv, err)
+	}
+}
+
+// The copy a killed in-place restore left next to the CouchDB data (where the live .env puts it)
+// goes; a live run's copy, and anything else there, stays.
+func TestRemoveStaleInPlaceScratch(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "srv", "couchdb")
+	tree, err := sourcestest.WriteTree(filepath.Join(root, "cht"), sourcestest.Options{CouchDBData: data, NoChown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := filepath.Dir(data)
+	dead := filepath.Join(parent, scratchPrefix+"20200101T000000Z-00000000.pid4194305")
+	live := filepath.Join(parent, fmt.Sprintf("%s20200101T000000Z-00000000.pid%d", scratchPrefix, os.Getpid()))
+	other := filepath.Join(parent, "couchdb.before-restore-20200101T000000Z")
+	for _, d := range []string{filepath.Join(dead, "archive"), live, other} {
+		os.MkdirAll(d, 0o700)
+	}
+	removed, err := RemoveStaleInPlaceScratch(tree.Root)
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("removed %v, %v; want only %s", removed, err, dead)
+	}
+	for _, d := range []string{live, other, data} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s must stay: %v", d, err)
+		}
 	}
 }

@@ -60,6 +60,9 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 	}
 	res := &TargetResult{Repository: o.Source.Repo.Raw, Archive: o.Source.Archive, Dir: dir}
 
+	if err := checkTargetOwner(dir, dir); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -79,6 +82,13 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 		}
 		if len(entries) > 0 && !o.Force {
 			return nil, fmt.Errorf("%s is not empty (%d entries): %w", dir, len(entries), ErrTargetNotEmpty)
+		}
+		// The copy holds .env secrets, the TLS key and health records: the owner alone may enter.
+		if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm() != 0o700 {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("cannot make %s private (mode 0700): %v", dir, unwrapPath(err))
+			}
+			log.Infof("%s was mode %04o; made it 0700 (the restored copy holds secrets)", dir, fi.Mode().Perm())
 		}
 	}
 
@@ -137,6 +147,12 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 		if pl.Group == sources.GroupCouchDB {
 			if err := applyOwner(pl.To, m.CouchDB.DataDir); err != nil {
 				return res, err
+			}
+		}
+		if pl.Group == sources.GroupEnv {
+			// Cleartext secrets: 0600 whatever mode the host's file had.
+			if err := os.Chmod(pl.To, 0o600); err != nil {
+				return res, fmt.Errorf("cannot make %s private (mode 0600): %v", pl.To, unwrapPath(err))
 			}
 		}
 		res.Placed = append(res.Placed, pl)
