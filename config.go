@@ -252,6 +252,9 @@ func (o *options) credentials(need bool) (borg.Credentials, error) {
 	return c, nil
 }
 
+// borgVersionCache is the file under the state dir that spares each run a `borg --version`.
+const borgVersionCache = "borg-version.json"
+
 // runner builds the borg runner shared by a command's borg calls, with the version checked.
 func (o *options) runner(ctx context.Context, needPassphrase bool) (*borg.Runner, error) {
 	creds, err := o.credentials(needPassphrase)
@@ -261,7 +264,7 @@ func (o *options) runner(ctx context.Context, needPassphrase bool) (*borg.Runner
 	r := borg.NewRunner(creds, o.Log)
 	r.Binary = o.Borg
 	r.LockWait = o.RepoLockWait
-	if _, err := r.DetectVersion(ctx); err != nil {
+	if _, err := r.DetectVersionCached(ctx, filepath.Join(o.StateDir, borgVersionCache)); err != nil {
 		return nil, &userError{err: err, hint: "install borgbackup 1.2 or 1.4 (apt-get install borgbackup)"}
 	}
 	return r, nil
