@@ -193,7 +193,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 			warned++
 		}
 		if s.OK && !bo.DryRun {
-			oc.Archives = archiveCount(ctx, r, repo)
+			oc.Archives = archivesAfterCreate(ctx, o, r, repo)
 			oc.Usage = repositoryUsage(ctx, o, r, repo)
 		}
 		report.Repositories = append(report.Repositories, s)

@@ -243,3 +243,16 @@ func configFailure(c *cli.Context, err error) error {
 	}
 	return runJob(c.Context, o, c.Command.Name, func(context.Context) ([]state.Outcome, error) { return nil, err })
 }
+
+// archivesAfterCreate is a repository's archive count after a backup added one archive: the
+// count the state learnt last (from a backup, or a check that lists anyway) plus one, so a backup
+// spends no `borg list` of the whole repository on it. A repository the state never counted is
+// listed once.
+func archivesAfterCreate(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository) int {
+	if f, err := state.Load(o.StateDir); err == nil {
+		if n, _, ok := f.ArchiveCount(repo.Raw); ok {
+			return n + 1
+		}
+	}
+	return archiveCount(ctx, r, repo)
+}

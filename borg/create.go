@@ -6,6 +6,10 @@ type CreateOptions struct {
 	Paths       []string // archived in this order: borg walks path arguments as given
 	Compression string   // e.g. "lz4", "zstd,3"; empty means lz4
 	Excludes    []string // borg patterns, e.g. "sh:**/*.tmp"
+	// ExcludeFrom is a file of borg patterns, one a line (--exclude-from).
+	ExcludeFrom string
+	// ChunkerParams in ParseChunkerParams' form; empty leaves borg's default.
+	ChunkerParams string
 	Progress    bool     // emit archive_progress lines (--progress with --log-json)
 	DryRun      bool
 }
@@ -27,8 +31,14 @@ func CreateArgs(repo Repository, o CreateOptions) []string {
 		args = append(args, "--progress")
 	}
 	args = append(args, "--compression", comp)
+	if o.ChunkerParams != "" {
+		args = append(args, "--chunker-params", o.ChunkerParams)
+	}
 	for _, e := range o.Excludes {
 		args = append(args, "--exclude", e)
+	}
+	if o.ExcludeFrom != "" {
+		args = append(args, "--exclude-from", o.ExcludeFrom)
 	}
 	args = append(args, ArchiveRef(repo, o.Archive))
 	return append(args, o.Paths...)
