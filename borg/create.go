@@ -10,8 +10,8 @@ type CreateOptions struct {
 	ExcludeFrom string
 	// ChunkerParams in ParseChunkerParams' form; empty leaves borg's default.
 	ChunkerParams string
-	Progress    bool     // emit archive_progress lines (--progress with --log-json)
-	DryRun      bool
+	Progress      bool // emit archive_progress lines (--progress with --log-json)
+	DryRun        bool
 }
 
 // CreateArgs builds `borg create`. Without DryRun it asks for --json stats on stdout.
