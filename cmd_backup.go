@@ -31,14 +31,20 @@ func backupCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "show what would be archived; write nothing"},
 			&cli.StringSliceFlag{Name: "skip", EnvVars: []string{envName("skip")}, Usage: "leave out a `PART`: " + strings.Join(sources.SkippableParts, ", ") + " (the output says what the archive lacks)"},
 			&cli.StringFlag{Name: "compression", Value: "lz4", EnvVars: []string{envName("compression")}, Usage: "borg compression `SPEC`, e.g. lz4, zstd,3, none"},
+			chunkerParamsFlag,
 			&cli.StringSliceFlag{Name: "exclude", EnvVars: []string{envName("exclude")}, Usage: "borg exclude `PATTERN` (repeatable), e.g. 'sh:**/*.tmp'"},
 		},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
+			chunker, err := parseChunkerFlag(c)
+			if err != nil {
+				return err
+			}
 			bo := backupOptions{
-				DryRun:      c.Bool("dry-run"),
-				Skip:        c.StringSlice("skip"),
-				Compression: c.String("compression"),
-				Excludes:    c.StringSlice("exclude"),
+				ChunkerParams: chunker,
+				DryRun:        c.Bool("dry-run"),
+				Skip:          c.StringSlice("skip"),
+				Compression:   c.String("compression"),
+				Excludes:      c.StringSlice("exclude"),
 			}
 			if bo.DryRun {
 				// Nothing to record, but a dry run gathers into staging too: never beside a real run.
@@ -59,6 +65,8 @@ type backupOptions struct {
 	Skip        []string
 	Compression string
 	Excludes    []string
+	// ChunkerParams is --chunker-params, canonical; "" keeps each repository's own.
+	ChunkerParams string
 }
 
 // BackupSummary is what one repository's backup gave.
@@ -74,6 +82,9 @@ type BackupSummary struct {
 	Warnings         []BackupWarning `json:"warnings,omitempty"`
 	Error            string          `json:"error,omitempty"`
 	Hint             string          `json:"hint,omitempty"`
+	ChunkerParams    string          `json:"chunker_params,omitempty"`
+	// ChunkerChange says that this archive was cut with new chunker params, and what that costs.
+	ChunkerChange string `json:"chunker_change,omitempty"`
 }
 
 // BackupWarning is one thing borg warned about, e.g. a file that changed while it was read.
@@ -116,51 +127,38 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	}
 	log := o.Log
 
-	// 1. A short reachability check of each repository, so an unreachable server is named before
-	// minutes of gathering.
-	reachable := map[string]error{}
-	for _, repo := range o.Repos {
-		reachable[repo.Raw] = withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error { return checkReachable(ctx, o, repo) })
-		if err := reachable[repo.Raw]; err != nil {
-			log.WithField("repository", repo.Raw).Errorf("not reachable: %v", err)
-		}
-	}
-	if allFailed(reachable) {
-		var outcomes []state.Outcome
-		for _, repo := range o.Repos {
-			err := reachable[repo.Raw]
-			outcomes = append(outcomes, backupOutcome(BackupSummary{Repository: repo.Raw, Error: oneLine(err.Error()), Hint: hintOf(err)}, time.Time{}, time.Time{}))
-		}
-		return outcomes, firstError(o.Repos, reachable)
-	}
+	// 1. Each repository is checked in the background while the host is gathered, so an
+	// unreachable server is named early and costs no wall time; gathering stops when none can be
+	// reached.
+	gatherCtx, stopGather := context.WithCancel(ctx)
+	defer stopGather()
+	prepCtx, stopPrep := context.WithCancel(ctx)
+	defer stopPrep()
+	prepared := prepareRepositories(prepCtx, o, r, bo.ChunkerParams, stopGather)
 
 	// 2. Gather.
-	if removed, err := sources.RemoveStaleStaging(o.StateDir); err == nil && len(removed) > 0 {
-		log.Warnf("removed staging left by an earlier run that was killed: %s", strings.Join(removed, ", "))
-	}
-	var docker *client.Client
-	if !(slices.Contains(bo.Skip, sources.PartTLS) && slices.Contains(bo.Skip, sources.PartCredentials)) {
-		docker, err = sources.NewDockerClient(ctx)
-		if err != nil {
-			return nil, &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
-		}
-		defer docker.Close()
-	}
 	host, _ := os.Hostname()
 	now := time.Now().UTC()
-	g, err := sources.Gather(ctx, sources.GatherOptions{
-		ChtDir: o.ChtDir, StateDir: o.StateDir, Skip: bo.Skip, Docker: docker,
-		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
-	})
+	g, err := gatherHost(gatherCtx, o, r, bo, host, now)
 	if err != nil {
-		// sources' errors name what is missing and what to check; the hint only adds the outcome.
-		return nil, &userError{err: err, hint: "fix what the line above names and run the backup again; nothing was archived"}
+		if gatherCtx.Err() != nil && ctx.Err() == nil { // stopped: no repository can be reached
+			rd := <-prepared
+			return unreachableOutcomes(o, rd.reach), firstError(o.Repos, rd.reach)
+		}
+		stopPrep()
+		<-prepared
+		return nil, err
 	}
 	defer func() {
 		if err := g.Close(); err != nil {
 			log.Errorf("removing staging %s: %v", g.WorkDir, err)
 		}
 	}()
+	rd := <-prepared
+	reachable := rd.reach
+	if allFailed(reachable) {
+		return unreachableOutcomes(o, reachable), firstError(o.Repos, reachable)
+	}
 
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
 		Skipped: g.Skipped, Paths: g.Paths, Groups: g.Manifest.Groups}
@@ -185,7 +183,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 			continue
 		}
 		start := time.Now()
-		s = createArchive(ctx, o, r, repo, g, bo, report.Archive)
+		s = createArchive(ctx, o, r, repo, g, bo, report.Archive, rd.chunking[repo.Raw])
 		oc := backupOutcome(s, start, time.Now())
 		if !s.OK {
 			failed++
@@ -195,6 +193,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		if s.OK && !bo.DryRun {
 			oc.Archives = archivesAfterCreate(ctx, o, r, repo)
 			oc.Usage = repositoryUsage(ctx, o, r, repo)
+			recordChunking(o, repo, rd.chunking[repo.Raw])
 		}
 		report.Repositories = append(report.Repositories, s)
 		outcomes = append(outcomes, oc)
@@ -218,9 +217,48 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	return outcomes, nil
 }
 
+// gatherHost gathers the CHT host into fresh staging (sources.Gather), with a Docker client
+// when a container part is wanted.
+func gatherHost(ctx context.Context, o *options, r *borg.Runner, bo backupOptions, host string, now time.Time) (*sources.Gathered, error) {
+	if removed, err := sources.RemoveStaleStaging(o.StateDir); err == nil && len(removed) > 0 {
+		o.Log.Warnf("removed staging left by an earlier run that was killed: %s", strings.Join(removed, ", "))
+	}
+	var docker *client.Client
+	if !(slices.Contains(bo.Skip, sources.PartTLS) && slices.Contains(bo.Skip, sources.PartCredentials)) {
+		var err error
+		docker, err = sources.NewDockerClient(ctx)
+		if err != nil {
+			return nil, &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
+		}
+		defer docker.Close()
+	}
+	g, err := sources.Gather(ctx, sources.GatherOptions{
+		ChtDir: o.ChtDir, StateDir: o.StateDir, Skip: bo.Skip, Docker: docker,
+		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
+	})
+	if err != nil {
+		// sources' errors name what is missing and what to check; the hint only adds the outcome.
+		return nil, &userError{err: err, hint: "fix what the line above names and run the backup again; nothing was archived"}
+	}
+	return g, nil
+}
+
+// unreachableOutcomes are the outcomes of a backup that reached no repository.
+func unreachableOutcomes(o *options, reach map[string]error) []state.Outcome {
+	var outcomes []state.Outcome
+	for _, repo := range o.Repos {
+		err := reach[repo.Raw]
+		outcomes = append(outcomes, backupOutcome(BackupSummary{Repository: repo.Raw, Error: oneLine(err.Error()), Hint: hintOf(err)}, time.Time{}, time.Time{}))
+	}
+	return outcomes
+}
+
 // createArchive runs borg create for one repository and reads its stats.
-func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string) BackupSummary {
-	s := BackupSummary{Repository: repo.Raw, Archive: name}
+func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string, chunking chunkingChoice) BackupSummary {
+	s := BackupSummary{Repository: repo.Raw, Archive: name, ChunkerParams: chunking.Params}
+	if chunking.Previous != "" {
+		s.ChunkerChange = fmt.Sprintf("chunker params change from %s to %s: this archive stores every file once more, later ones only what is new", chunking.Previous, chunking.Params)
+	}
 	var files int64
 	var res *borg.Result
 	// A dropped connection is tried again: the failed attempt committed nothing, so the retry
@@ -231,7 +269,7 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 		var err error
 		res, err = r.Run(ctx, borg.Call{
 			Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
-				Excludes: bo.Excludes, Progress: !bo.DryRun, DryRun: bo.DryRun}),
+				Excludes: bo.Excludes, Progress: !bo.DryRun, DryRun: bo.DryRun, ChunkerParams: chunking.Params}),
 			Dir:        g.WorkDir,
 			OnProgress: prog.update,
 			OnFile:     func(borg.FileStatus) { files++ },
@@ -346,6 +384,9 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 			fmt.Fprintf(w, "ok      %s: archive %s, %d files, original %s, compressed %s, deduplicated %s, %s\n",
 				s.Repository, s.Archive, s.Files, sources.HumanBytes(s.OriginalSize), sources.HumanBytes(s.CompressedSize),
 				sources.HumanBytes(s.DeduplicatedSize), (time.Duration(s.DurationSeconds * float64(time.Second))).Round(time.Second))
+		}
+		if s.ChunkerChange != "" {
+			fmt.Fprintf(w, "note    %s: %s\n", s.Repository, s.ChunkerChange)
 		}
 		for _, wn := range s.Warnings {
 			fmt.Fprintf(w, "warning %s: %s\n", s.Repository, wn.Message)

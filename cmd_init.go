@@ -27,7 +27,7 @@ func initCommand() *cli.Command {
 			"already exists with that encryption is reported and left alone; another mode is an error. The key is\n" +
 			"exported (plain and --paper) to files under the state dir, and the authorized_keys line the backup\n" +
 			"server should carry for this host is printed.",
-		Flags: []cli.Flag{jsonFlag},
+		Flags: []cli.Flag{jsonFlag, chunkerParamsFlag},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
 			return runInit(c, o, os.Stdout)
 		}),
@@ -48,6 +48,9 @@ type InitResult struct {
 
 func runInit(c *cli.Context, o *options, out io.Writer) error {
 	if err := o.requireRepos(); err != nil {
+		return err
+	}
+	if _, err := parseChunkerFlag(c); err != nil {
 		return err
 	}
 	r, err := o.runner(c.Context, true)
@@ -100,6 +103,12 @@ func initOne(c *cli.Context, o *options, r *borg.Runner, repo borg.Repository, k
 		res.Created = true
 		res.Encryption = borg.Encryption
 		o.Log.WithField("repository", repo.Raw).Info("repository created")
+		// A new repository's archives are cut for CouchDB from the first one on.
+		chunking := chunkingChoice{Params: borg.CouchDBChunkerParams, Source: "new repository", record: true}
+		if p, _ := parseChunkerFlag(c); p != "" {
+			chunking.Params, chunking.Source = p, "--chunker-params"
+		}
+		recordChunking(o, repo, chunking)
 	case errors.Is(err, borg.ErrRepoExists):
 		info, err := repositoryInfo(c, r, repo)
 		if err != nil {
