@@ -269,7 +269,7 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 		var err error
 		res, err = r.Run(ctx, borg.Call{
 			Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
-				Excludes: bo.Excludes, Progress: !bo.DryRun, DryRun: bo.DryRun, ChunkerParams: chunking.Params}),
+				Excludes: bo.Excludes, ExcludeFrom: g.ExcludeFile, Progress: !bo.DryRun, DryRun: bo.DryRun, ChunkerParams: chunking.Params}),
 			Dir:        g.WorkDir,
 			OnProgress: prog.update,
 			OnFile:     func(borg.FileStatus) { files++ },

@@ -184,3 +184,36 @@ func TestBackupCachesBorgVersion(t *testing.T) {
 		t.Fatalf("the manifest does not carry the cached version: %v\n%s", err, out)
 	}
 }
+
+// A compaction in progress is left out of the archive when the live file is there, the
+// manifest names the rule, and the archive verifies.
+func TestBackupLeavesOutCompactionInProgress(t *testing.T) {
+	w := newWorld(t)
+	tree := sourcestest.NewTree(t, filepath.Join(w.dir, "cht"))
+	repo := filepath.Join(w.dir, "repo")
+	w.mustInit(t, repo)
+	var shard string
+	for _, f := range tree.CouchFiles {
+		if strings.Contains(f, "/shards/") {
+			shard = f
+			break
+		}
+	}
+	for _, suf := range []string{".compact.data", ".compact.meta"} {
+		if err := os.WriteFile(shard+suf, make([]byte, 64<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _ := localBackup(t, w, tree.Root, repo)
+	paths := strings.Join(archivePaths(t, w, repo, rep.Archive), "\n")
+	if strings.Contains(paths, ".compact.") || !strings.Contains(paths, strings.TrimPrefix(shard, "/")) {
+		t.Fatalf("archive paths:\n%s", paths)
+	}
+	out, err := runWithPassphrase(w, []string{"borg", "extract", "--stdout", repo + "::" + rep.Archive, "cht-backup/manifest.json"})
+	if err != nil || !strings.Contains(out, `"compaction_excluded"`) || !strings.Contains(out, strings.TrimPrefix(shard, "/")+".compact.data") {
+		t.Fatalf("manifest: %v\n%s", err, out)
+	}
+	if r := w.run(append([]string{"verify", "latest", "--repo", repo, "--couchdb", "never"}, w.common("")...)...); r.code != 0 {
+		t.Fatalf("verify:\n%s", r)
+	}
+}

@@ -55,7 +55,9 @@ type Gathered struct {
 	WorkDir string // the staging directory; Paths' last element is relative to it
 	// Paths are borg's path arguments: COUCHDB_DATA/.shards, COUCHDB_DATA/shards,
 	// the other entries of COUCHDB_DATA, .env, the compose files, then StagingName.
-	Paths        []string
+	Paths []string
+	// ExcludeFile is borg's --exclude-from file (compaction files in progress); "" when none.
+	ExcludeFile  string
 	Skipped      []string // one line per skipped part, saying what the archive lacks
 	Manifest     *Manifest
 	ManifestPath string
@@ -204,7 +206,23 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	}
 	g.Paths = append(g.Paths, StagingName)
 
-	a := archiver{workDir: st.Dir}
+	// Compaction files in progress hold a copy of what their live file holds: left out.
+	compactFiles, compactBytes, err := findCompaction(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	a := archiver{workDir: st.Dir, skip: map[string]bool{}}
+	compaction := CompactionExclusion{Rule: CompactionRule, Files: []string{}, Bytes: compactBytes}
+	for _, f := range compactFiles {
+		a.skip[f] = true
+		compaction.Files = append(compaction.Files, a.path(f))
+	}
+	if len(compactFiles) > 0 {
+		g.ExcludeFile = filepath.Join(st.Root(), ExcludeName)
+		if err := writeExcludePatterns(g.ExcludeFile, compactFiles); err != nil {
+			return nil, fmt.Errorf("cannot write %s in staging: %v", ExcludeName, err)
+		}
+	}
 	m := &Manifest{
 		FormatVersion: ManifestFormatVersion,
 		ToolVersion:   o.ToolVersion,
@@ -222,6 +240,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		EnvKeys:    orEmpty(layout.EnvKeys),
 		Containers: g.Containers,
 		Skipped:    orEmptySkipped(skipped),
+		Compaction: compaction,
 		SHA256:     map[string]string{},
 	}
 	for _, p := range g.Paths {
@@ -273,7 +292,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		}
 		m.Groups = append(m.Groups, grp)
 	}
-	if m.CouchDB, err = InventoryCouchDB(ctx, data); err != nil {
+	if m.CouchDB, err = inventoryCouchDB(ctx, data, a.skip); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -62,7 +62,9 @@ type Manifest struct {
 	// ArchivePaths are borg's path arguments, in the order given (.shards first).
 	ArchivePaths []string      `json:"archive_paths"`
 	Skipped      []SkippedPart `json:"skipped"`
-	Groups       []Group       `json:"groups"`
+	// Compaction names the rule that leaves in-progress compaction files out, and what it left out.
+	Compaction CompactionExclusion `json:"compaction_excluded"`
+	Groups     []Group             `json:"groups"`
 	// SHA256 of every small file (env, compose, tls, credentials; no
 	// CouchDB file), hex, keyed by archive path.
 	SHA256  map[string]string `json:"sha256"`
@@ -177,7 +179,10 @@ func (m *Manifest) write(p string) error {
 
 // archiver maps host paths to archive paths: staged files are relative to
 // the working directory borg runs in, everything else is absolute.
-type archiver struct{ workDir string }
+type archiver struct {
+	workDir string
+	skip    map[string]bool // host paths left out of the archive (compaction files)
+}
 
 func (a archiver) path(hostPath string) string {
 	if rel, err := filepath.Rel(a.workDir, hostPath); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
@@ -201,6 +206,9 @@ func (a archiver) countGroup(ctx context.Context, name, root string, items []str
 			}
 			if d.IsDir() {
 				g.Dirs++
+				return nil
+			}
+			if a.skip[p] {
 				return nil
 			}
 			g.Files++
@@ -262,6 +270,11 @@ var (
 // files shards/<range>/<db>.<suffix>.couch, where <db> may hold "/", and
 // keeps their view indexes under .shards/<range>/<db>.<suffix>_design/.
 func InventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, error) {
+	return inventoryCouchDB(ctx, dataDir, nil)
+}
+
+// inventoryCouchDB is InventoryCouchDB without the files in skip (host paths).
+func inventoryCouchDB(ctx context.Context, dataDir string, skip map[string]bool) (CouchDBInventory, error) {
 	inv := CouchDBInventory{RootEntries: []string{}, ShardRanges: []string{}, Databases: []Database{}}
 	var err error
 	if inv.DataDir, err = ownerOf(dataDir); err != nil {
@@ -304,7 +317,7 @@ func InventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, er
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if !d.Type().IsRegular() {
+				if !d.Type().IsRegular() || skip[p] {
 					return nil
 				}
 				fi, err := d.Info()
