@@ -21,6 +21,7 @@ type chunkingChoice struct {
 	Params   string
 	Source   string // as state.Chunking.Source
 	Previous string // the params this replaces when the user changed them; "" otherwise
+	Empty    bool   // the repository holds no archive yet (created by init)
 	record   bool
 }
 
@@ -37,15 +38,15 @@ func chooseChunking(ctx context.Context, o *options, r *borg.Runner, repo borg.R
 	rec, known := recorded[repo.Raw]
 	switch {
 	case requested != "" && known && rec.Params == requested:
-		return chunkingChoice{Params: requested, Source: rec.Source}, nil
+		return chunkingChoice{Params: requested, Source: rec.Source, Empty: rec.Empty, record: rec.Empty}, nil
 	case requested != "":
-		c := chunkingChoice{Params: requested, Source: "--chunker-params", record: true}
-		if known {
+		c := chunkingChoice{Params: requested, Source: "--chunker-params", Empty: rec.Empty, record: true}
+		if known && !rec.Empty {
 			c.Previous = rec.Params
 		}
 		return c, nil
 	case known:
-		return chunkingChoice{Params: rec.Params, Source: rec.Source}, nil
+		return chunkingChoice{Params: rec.Params, Source: rec.Source, Empty: rec.Empty, record: rec.Empty}, nil
 	}
 	res, err := r.Run(ctx, borg.Call{Args: borg.LastArchiveInfoArgs(repo)})
 	if err != nil {
@@ -61,7 +62,8 @@ func chooseChunking(ctx context.Context, o *options, r *borg.Runner, repo borg.R
 	return chunkingChoice{Params: borg.CouchDBChunkerParams, Source: "new repository", record: true}, nil
 }
 
-// recordChunking writes c for repo once an archive was made with it.
+// recordChunking writes c for repo once an archive was made with it (the repository is then
+// no longer empty).
 func recordChunking(o *options, repo borg.Repository, c chunkingChoice) {
 	if !c.record {
 		return

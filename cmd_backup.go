@@ -191,7 +191,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 			warned++
 		}
 		if s.OK && !bo.DryRun {
-			oc.Archives = archivesAfterCreate(ctx, o, r, repo)
+			oc.Archives = archivesAfterCreate(ctx, o, r, repo, rd.chunking[repo.Raw].Empty)
 			oc.Usage = repositoryUsage(ctx, o, r, repo)
 			recordChunking(o, repo, rd.chunking[repo.Raw])
 		}

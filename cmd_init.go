@@ -104,11 +104,13 @@ func initOne(c *cli.Context, o *options, r *borg.Runner, repo borg.Repository, k
 		res.Encryption = borg.Encryption
 		o.Log.WithField("repository", repo.Raw).Info("repository created")
 		// A new repository's archives are cut for CouchDB from the first one on.
-		chunking := chunkingChoice{Params: borg.CouchDBChunkerParams, Source: "new repository", record: true}
+		chunking := state.Chunking{Params: borg.CouchDBChunkerParams, Source: "new repository", Empty: true}
 		if p, _ := parseChunkerFlag(c); p != "" {
 			chunking.Params, chunking.Source = p, "--chunker-params"
 		}
-		recordChunking(o, repo, chunking)
+		if err := state.RecordChunking(o.StateDir, repo.Raw, chunking); err != nil {
+			o.Log.Errorf("chunker params of %s not recorded: %v; its archives will be cut with borg's defaults", repo.Raw, err)
+		}
 	case errors.Is(err, borg.ErrRepoExists):
 		info, err := repositoryInfo(c, r, repo)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/configfile"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
@@ -264,6 +265,10 @@ func (o *options) runner(ctx context.Context, needPassphrase bool) (*borg.Runner
 	r := borg.NewRunner(creds, o.Log)
 	r.Binary = o.Borg
 	r.LockWait = o.RepoLockWait
+	// Every command that runs borg keeps things in the state dir; the version cache lives there too.
+	if err := state.MakeDir(o.StateDir); err != nil {
+		o.Log.Debugf("%v", err)
+	}
 	if _, err := r.DetectVersionCached(ctx, filepath.Join(o.StateDir, borgVersionCache)); err != nil {
 		return nil, &userError{err: err, hint: "install borgbackup 1.2 or 1.4 (apt-get install borgbackup)"}
 	}

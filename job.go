@@ -246,9 +246,12 @@ func configFailure(c *cli.Context, err error) error {
 
 // archivesAfterCreate is a repository's archive count after a backup added one archive: the
 // count the state learnt last (from a backup, or a check that lists anyway) plus one, so a backup
-// spends no `borg list` of the whole repository on it. A repository the state never counted is
-// listed once.
-func archivesAfterCreate(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository) int {
+// spends no `borg list` of the whole repository on it. A repository that init left empty holds
+// this one archive; any other that the state never counted is listed once.
+func archivesAfterCreate(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, wasEmpty bool) int {
+	if wasEmpty {
+		return 1
+	}
 	if f, err := state.Load(o.StateDir); err == nil {
 		if n, _, ok := f.ArchiveCount(repo.Raw); ok {
 			return n + 1

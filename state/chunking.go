@@ -20,6 +20,9 @@ type Chunking struct {
 	Params   string    `json:"chunker_params"`
 	Source   string    `json:"source"` // how they were chosen, e.g. "init", "newest archive", "--chunker-params"
 	Recorded time.Time `json:"recorded"`
+	// Empty says the repository held no archive when this was recorded (init created it), so
+	// its first archive is archive number 1 without asking the repository.
+	Empty bool `json:"empty,omitempty"`
 }
 
 type chunkingFile struct {
