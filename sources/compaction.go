@@ -1,8 +1,6 @@
 package sources
 
 import (
-	"context"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,45 +39,26 @@ func compactionLive(name string) (live string, ok bool) {
 	return "", false
 }
 
-// findCompaction lists the compaction files under dataDir's shards/ and .shards/ whose live
-// file is present beside them, sorted, with their total size. It reads directory entries only,
-// and stats nothing but the compaction files it finds.
-func findCompaction(ctx context.Context, dataDir string) (files []string, bytes int64, err error) {
-	for _, top := range []string{filepath.Join(dataDir, ".shards"), filepath.Join(dataDir, "shards")} {
-		err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if p == top && os.IsNotExist(err) {
-					return fs.SkipDir
-				}
-				return fmt.Errorf("cannot read %s: %v; check its permissions", p, unwrapPathError(err))
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			live, ok := compactionLive(d.Name())
-			if !ok {
-				return nil
-			}
-			if fi, err := os.Lstat(filepath.Join(filepath.Dir(p), live)); err != nil || !fi.Mode().IsRegular() {
-				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return nil // finished and renamed meanwhile: nothing to leave out
-			}
-			files = append(files, p)
-			bytes += fi.Size()
-			return nil
-		})
-		if err != nil {
-			return nil, 0, err
+// compactionCandidate is a compaction file met while counting a group.
+type compactionCandidate struct {
+	path  string
+	entry fs.DirEntry
+	size  int64
+	group string
+}
+
+// leftOut are the candidates whose live file is beside them, sorted by path: the archive
+// leaves those out. One without a live file may be all there is of its data, and is kept.
+func leftOut(cands []compactionCandidate) []compactionCandidate {
+	var out []compactionCandidate
+	for _, c := range cands {
+		live, _ := compactionLive(c.entry.Name())
+		if fi, err := os.Lstat(filepath.Join(filepath.Dir(c.path), live)); err == nil && fi.Mode().IsRegular() {
+			out = append(out, c)
 		}
 	}
-	sort.Strings(files)
-	return files, bytes, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out
 }
 
 // writeExcludePatterns writes borg's --exclude-from file: one full-path pattern per file.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -46,6 +47,10 @@ func TestGatherLeavesOutCompactionInProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	before.Close()
+	// The inventory the gather's one walk gives is the one a walk of its own gives.
+	if inv, err := InventoryCouchDB(context.Background(), tree.CouchDBData); err != nil || !reflect.DeepEqual(inv, before.Manifest.CouchDB) {
+		t.Fatalf("inventory from the gather's walk:\n%+v\nfrom InventoryCouchDB:\n%+v (%v)", before.Manifest.CouchDB, inv, err)
+	}
 
 	write := func(p string, n int) string {
 		if err := os.WriteFile(p, make([]byte, n), 0o644); err != nil {
@@ -59,6 +64,7 @@ func TestGatherLeavesOutCompactionInProgress(t *testing.T) {
 		write(shard+".compact.data", 3000),
 		write(shard+".compact.meta", 200),
 		write(strings.TrimSuffix(view, ".view")+".compact.view", 500),
+		write(filepath.Join(tree.CouchDBData, "_dbs.couch.compact.data"), 100), // a system database
 	}
 	orphan := write(filepath.Join(filepath.Dir(shard), "gone.1700009999.couch.compact.data"), 700)
 
@@ -68,7 +74,7 @@ func TestGatherLeavesOutCompactionInProgress(t *testing.T) {
 	}
 	defer g.Close()
 	m := g.Manifest
-	if m.Compaction.Rule != CompactionRule || m.Compaction.Bytes != 3700 || len(m.Compaction.Files) != 3 {
+	if m.Compaction.Rule != CompactionRule || m.Compaction.Bytes != 3800 || len(m.Compaction.Files) != 4 {
 		t.Fatalf("manifest compaction: %+v", m.Compaction)
 	}
 	for _, p := range left {

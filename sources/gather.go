@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -206,23 +207,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	}
 	g.Paths = append(g.Paths, StagingName)
 
-	// Compaction files in progress hold a copy of what their live file holds: left out.
-	compactFiles, compactBytes, err := findCompaction(ctx, data)
-	if err != nil {
-		return nil, err
-	}
-	a := archiver{workDir: st.Dir, skip: map[string]bool{}}
-	compaction := CompactionExclusion{Rule: CompactionRule, Files: []string{}, Bytes: compactBytes}
-	for _, f := range compactFiles {
-		a.skip[f] = true
-		compaction.Files = append(compaction.Files, a.path(f))
-	}
-	if len(compactFiles) > 0 {
-		g.ExcludeFile = filepath.Join(st.Root(), ExcludeName)
-		if err := writeExcludePatterns(g.ExcludeFile, compactFiles); err != nil {
-			return nil, fmt.Errorf("cannot write %s in staging: %v", ExcludeName, err)
-		}
-	}
+	a := archiver{workDir: st.Dir}
 	m := &Manifest{
 		FormatVersion: ManifestFormatVersion,
 		ToolVersion:   o.ToolVersion,
@@ -240,7 +225,6 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		EnvKeys:    orEmpty(layout.EnvKeys),
 		Containers: g.Containers,
 		Skipped:    orEmptySkipped(skipped),
-		Compaction: compaction,
 		SHA256:     map[string]string{},
 	}
 	for _, p := range g.Paths {
@@ -281,10 +265,24 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			specs = append(specs, groupSpec{cp.group, dest, []string{dest}, true})
 		}
 	}
+	// One walk of the CouchDB data directory counts its groups, takes its inventory and finds
+	// compaction files in progress.
+	inv := newCouchInventory(data)
+	var compacting []compactionCandidate
 	for _, s := range specs {
 		var sums map[string]string
 		if s.hash {
 			sums = m.SHA256
+		}
+		a.onEntry = nil
+		if s.name == GroupIndexes || s.name == GroupCouchDB {
+			group := s.name
+			a.onEntry = func(p string, d fs.DirEntry, size int64) {
+				inv.visit(p, d, size, 1)
+				if _, ok := compactionLive(d.Name()); ok && d.Type().IsRegular() {
+					compacting = append(compacting, compactionCandidate{path: p, entry: d, size: size, group: group})
+				}
+			}
 		}
 		grp, err := a.countGroup(ctx, s.name, s.root, s.items, sums)
 		if err != nil {
@@ -292,7 +290,26 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		}
 		m.Groups = append(m.Groups, grp)
 	}
-	if m.CouchDB, err = inventoryCouchDB(ctx, data, a.skip); err != nil {
+	// Compaction files in progress hold a copy of what their live file holds: left out, and
+	// uncounted, so the figures are those of what the archive holds.
+	m.Compaction = CompactionExclusion{Rule: CompactionRule, Files: []string{}}
+	var left []string
+	for _, c := range leftOut(compacting) {
+		grp := m.Group(c.group)
+		grp.Files--
+		grp.Bytes -= c.size
+		inv.visit(c.path, c.entry, c.size, -1)
+		left = append(left, c.path)
+		m.Compaction.Files = append(m.Compaction.Files, a.path(c.path))
+		m.Compaction.Bytes += c.size
+	}
+	if len(left) > 0 {
+		g.ExcludeFile = filepath.Join(st.Root(), ExcludeName)
+		if err := writeExcludePatterns(g.ExcludeFile, left); err != nil {
+			return nil, fmt.Errorf("cannot write %s in staging: %v", ExcludeName, err)
+		}
+	}
+	if m.CouchDB, err = inv.result(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

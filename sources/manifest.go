@@ -13,7 +13,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -181,7 +180,9 @@ func (m *Manifest) write(p string) error {
 // the working directory borg runs in, everything else is absolute.
 type archiver struct {
 	workDir string
-	skip    map[string]bool // host paths left out of the archive (compaction files)
+	// onEntry, when set, sees every directory and regular file countGroup counts, so one walk
+	// also gives the CouchDB inventory.
+	onEntry func(p string, d fs.DirEntry, size int64)
 }
 
 func (a archiver) path(hostPath string) string {
@@ -206,9 +207,9 @@ func (a archiver) countGroup(ctx context.Context, name, root string, items []str
 			}
 			if d.IsDir() {
 				g.Dirs++
-				return nil
-			}
-			if a.skip[p] {
+				if a.onEntry != nil {
+					a.onEntry(p, d, 0)
+				}
 				return nil
 			}
 			g.Files++
@@ -220,6 +221,9 @@ func (a archiver) countGroup(ctx context.Context, name, root string, items []str
 				return fmt.Errorf("cannot read %s: %v", p, unwrapPathError(err))
 			}
 			g.Bytes += fi.Size()
+			if a.onEntry != nil {
+				a.onEntry(p, d, fi.Size())
+			}
 			if sums != nil {
 				sum, err := fileSHA256(p)
 				if err != nil {
@@ -270,96 +274,34 @@ var (
 // files shards/<range>/<db>.<suffix>.couch, where <db> may hold "/", and
 // keeps their view indexes under .shards/<range>/<db>.<suffix>_design/.
 func InventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, error) {
-	return inventoryCouchDB(ctx, dataDir, nil)
-}
-
-// inventoryCouchDB is InventoryCouchDB without the files in skip (host paths).
-func inventoryCouchDB(ctx context.Context, dataDir string, skip map[string]bool) (CouchDBInventory, error) {
-	inv := CouchDBInventory{RootEntries: []string{}, ShardRanges: []string{}, Databases: []Database{}}
-	var err error
-	if inv.DataDir, err = ownerOf(dataDir); err != nil {
-		return inv, fmt.Errorf("cannot read CouchDB data directory %s: %v", dataDir, unwrapPathError(err))
-	}
-	entries, err := os.ReadDir(dataDir)
-	if err != nil {
-		return inv, fmt.Errorf("cannot read CouchDB data directory %s: %v", dataDir, unwrapPathError(err))
-	}
-	for _, e := range entries {
-		inv.RootEntries = append(inv.RootEntries, e.Name())
-	}
-	dbs := map[string]*Database{}
-	db := func(name string) *Database {
-		if dbs[name] == nil {
-			dbs[name] = &Database{Name: name}
-		}
-		return dbs[name]
-	}
-	walkRanges := func(top string, ranges *[]string, visit func(rel string, size int64)) error {
-		rangeDirs, err := os.ReadDir(top)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("cannot read %s: %v", top, unwrapPathError(err))
-		}
-		for _, r := range rangeDirs {
-			if !r.IsDir() {
-				continue
+	c := newCouchInventory(dataDir)
+	for _, top := range []string{"shards", ".shards"} {
+		err := filepath.WalkDir(filepath.Join(dataDir, top), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if os.IsNotExist(err) && p == filepath.Join(dataDir, top) {
+					return fs.SkipDir
+				}
+				return fmt.Errorf("cannot read %s: %v", p, unwrapPathError(err))
 			}
-			if ranges != nil {
-				*ranges = append(*ranges, r.Name())
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			base := filepath.Join(top, r.Name())
-			err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
-				if err != nil {
-					return fmt.Errorf("cannot read %s: %v", p, unwrapPathError(err))
-				}
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if !d.Type().IsRegular() || skip[p] {
-					return nil
-				}
+			var size int64
+			if d.Type().IsRegular() {
 				fi, err := d.Info()
 				if err != nil {
 					return err
 				}
-				rel, _ := filepath.Rel(base, p)
-				visit(filepath.ToSlash(rel), fi.Size())
-				return nil
-			})
-			if err != nil {
-				return err
+				size = fi.Size()
 			}
+			c.visit(p, d, size, 1)
+			return nil
+		})
+		if err != nil {
+			return CouchDBInventory{}, err
 		}
-		return nil
 	}
-	err = walkRanges(filepath.Join(dataDir, "shards"), &inv.ShardRanges, func(rel string, size int64) {
-		if m := shardFileRE.FindStringSubmatch(rel); m != nil {
-			d := db(m[1])
-			d.ShardFiles++
-			d.Bytes += size
-		}
-	})
-	if err != nil {
-		return inv, err
-	}
-	err = walkRanges(filepath.Join(dataDir, ".shards"), nil, func(rel string, size int64) {
-		if m := indexFileRE.FindStringSubmatch(rel); m != nil {
-			d := db(m[1])
-			d.ViewIndexFiles++
-			d.ViewIndexBytes += size
-		}
-	})
-	if err != nil {
-		return inv, err
-	}
-	for _, d := range dbs {
-		inv.Databases = append(inv.Databases, *d)
-	}
-	sort.Slice(inv.Databases, func(i, j int) bool { return inv.Databases[i].Name < inv.Databases[j].Name })
-	sort.Strings(inv.ShardRanges)
-	return inv, nil
+	return c.result()
 }
 
 // chtImageRE matches CHT's own images, e.g. public.ecr.aws/medic/cht-api:4.21.0.
