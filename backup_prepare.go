@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/state"
+	"github.com/docker/docker/client"
 )
 
 // repoReadiness is what a backup learns of its repositories before borg create.
@@ -44,4 +50,40 @@ func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, reques
 		done <- rd
 	}()
 	return done
+}
+
+// gatherHost gathers the CHT host into fresh staging (sources.Gather), with a Docker client
+// when a container part is wanted.
+func gatherHost(ctx context.Context, o *options, r *borg.Runner, bo backupOptions, host string, now time.Time) (*sources.Gathered, error) {
+	if removed, err := sources.RemoveStaleStaging(o.StateDir); err == nil && len(removed) > 0 {
+		o.Log.Warnf("removed staging left by an earlier run that was killed: %s", strings.Join(removed, ", "))
+	}
+	var docker *client.Client
+	if !(slices.Contains(bo.Skip, sources.PartTLS) && slices.Contains(bo.Skip, sources.PartCredentials)) {
+		var err error
+		docker, err = sources.NewDockerClient(ctx)
+		if err != nil {
+			return nil, &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
+		}
+		defer docker.Close()
+	}
+	g, err := sources.Gather(ctx, sources.GatherOptions{
+		ChtDir: o.ChtDir, StateDir: o.StateDir, Skip: bo.Skip, Docker: docker,
+		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
+	})
+	if err != nil {
+		// sources' errors name what is missing and what to check; the hint only adds the outcome.
+		return nil, &userError{err: err, hint: "fix what the line above names and run the backup again; nothing was archived"}
+	}
+	return g, nil
+}
+
+// unreachableOutcomes are the outcomes of a backup that reached no repository.
+func unreachableOutcomes(o *options, reach map[string]error) []state.Outcome {
+	var outcomes []state.Outcome
+	for _, repo := range o.Repos {
+		err := reach[repo.Raw]
+		outcomes = append(outcomes, backupOutcome(BackupSummary{Repository: repo.Raw, Error: oneLine(err.Error()), Hint: hintOf(err)}, time.Time{}, time.Time{}))
+	}
+	return outcomes
 }
