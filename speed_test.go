@@ -212,7 +212,7 @@ func TestBackupLeavesOutCompactionInProgress(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"compaction_excluded"`) || !strings.Contains(out, strings.TrimPrefix(shard, "/")+".compact.data") {
 		t.Fatalf("manifest: %v\n%s", err, out)
 	}
-	if r := w.run(append([]string{"verify", "latest", "--repo", repo, "--couchdb", "never"}, w.common("")...)...); r.code != 0 {
+	if r := w.run(append([]string{"verify", "latest", "--repo", repo}, w.common("")...)...); r.code != 0 {
 		t.Fatalf("verify:\n%s", r)
 	}
 }
