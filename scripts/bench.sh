@@ -25,6 +25,7 @@ sections=${BENCH_SECTIONS:-compare couchdb memory parallel throughput}
 want() { [[ " $sections " == *" $1 "* ]]; }
 
 work=$(mktemp -d /var/tmp/cht-backup-bench.XXXXXX)
+mkdir -p "$work/repos"
 remote_paths=()
 couch=""
 cleanup() {
@@ -56,14 +57,15 @@ if [ "$(id -u)" -eq 0 ] && [ -f "$env_file" ]; then
   ssh_cmd="ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$SSH_KNOWN_HOSTS -i $SSH_FORCED_KEY"
   ssh_flags=(--ssh-key "$SSH_FORCED_KEY" --known-hosts "$SSH_KNOWN_HOSTS")
 fi
-# new_repo LABEL: a fresh repository path, over SSH when the test sshd is there.
+# new_repo VAR LABEL: sets VAR to a fresh repository, over SSH when the test sshd is there, and
+# registers it for removal (no subshell, so the list survives).
 new_repo() {
   if $ssh_ok; then
-    local p="$SSH_REPO_ROOT/bench-$$-$1"
+    local p="$SSH_REPO_ROOT/bench-$$-$2"
     remote_paths+=("$p")
-    echo "ssh://$SSH_USER@$SSH_HOST:$SSH_PORT$p"
+    printf -v "$1" '%s' "ssh://$SSH_USER@$SSH_HOST:$SSH_PORT$p"
   else
-    echo "$work/repos/$1"
+    printf -v "$1" '%s' "$work/repos/$2"
   fi
 }
 where="local disk"
@@ -81,7 +83,7 @@ run_timed() {
   t0=$(now)
   "$@" >"$work/out" 2>"$work/err" || { echo "bench: $* failed:"; tail -20 "$work/err"; exit 1; }
   t1=$(now)
-  secs "$t0" "$t1" >> "$file"
+  echo "$(secs "$t0" "$t1")" >> "$file"
 }
 stored_of() { jq '[.repositories[].deduplicated_size] | add' "$1"; }
 
@@ -120,7 +122,7 @@ if want compare; then
   for r in $(seq "$rounds"); do
     declare -A repo=()
     for t in "${tools[@]}"; do
-      repo[$t]=$(new_repo "cmp-$r-$t")
+      new_repo "repo[$t]" "cmp-$r-$t"
       if [ "$t" = cht ]; then
         "$B" init --config /dev/null --passphrase-file "$work/pass" --state-dir "$work/cmp-state-$r" --repo "${repo[$t]}" "${ssh_flags[@]}" >/dev/null
       else
@@ -290,7 +292,7 @@ fi
 if want parallel; then
   section "Two repositories: one after the other, or both at once"
   for r in $(seq "$rounds"); do
-    a="$work/par-$r-a"; b=$(new_repo "par-$r-b"); a2="$work/par-$r-a2"; b2=$(new_repo "par-$r-b2")
+    a="$work/par-$r-a"; new_repo b "par-$r-b"; a2="$work/par-$r-a2"; new_repo b2 "par-$r-b2"
     for x in "$a" "$b" "$a2" "$b2"; do BORG_RSH="${ssh_cmd:-ssh}" borg init -e repokey-blake2 "$x" >/dev/null 2>&1; done
     mk() { BORG_RSH="${ssh_cmd:-ssh}" borg create --compression lz4 --chunker-params "$chunker" "$1::x" "${paths[@]}"; }
     seq_run() { mk "$a"; mk "$b"; }
@@ -311,7 +313,7 @@ if want throughput; then
   line "|---|---|---|---|"
   trepos=("$work/repo")
   tlabels=("local disk")
-  if $ssh_ok; then trepos+=("$(new_repo tp)"); tlabels+=("ssh to 127.0.0.1 (forced borg serve key)"); fi
+  if $ssh_ok; then new_repo tp_repo tp; trepos+=("$tp_repo"); tlabels+=("ssh to 127.0.0.1 (forced borg serve key)"); fi
   last_rate=0 last_stored=0
   measure() { # label, bytes (0 = none), command...
     local label=$1 bytes=$2; shift 2
