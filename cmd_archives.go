@@ -18,7 +18,7 @@ func archivesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "archives",
 		Usage: "list the archives of each repository, oldest first, with time and size",
-		Description: "Lists every archive with its time and sizes. Archives whose name ends in .checkpoint were left by\n" +
+		Description: "Lists every archive with its time and sizes. Archives named NAME.checkpoint or NAME.checkpoint.N were left by\n" +
 			"an interrupted backup: they are partial, marked as such, and never chosen as `latest`.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {

@@ -274,7 +274,7 @@ func checkCalendar(spec string) error {
 		return usageErrorf("calendar spec %q is empty or holds a line break", spec)
 	}
 	if path, err := exec.LookPath("systemd-analyze"); err == nil {
-		if out, err := exec.Command(path, "calendar", spec).CombinedOutput(); err != nil {
+		if out, err := childCommand(context.Background(), path, "calendar", spec).CombinedOutput(); err != nil {
 			return usageErrorf("calendar spec %q is not valid for systemd: %s", spec, oneLine(string(out)))
 		}
 	}
@@ -343,7 +343,7 @@ func runScheduleInstall(ctx context.Context, o *options, so scheduleOptions, out
 		return err
 	}
 	fmt.Fprintf(out, "enabled %s\n", strings.Join(timers, ", "))
-	if b, err := exec.CommandContext(ctx, systemctlPath, append([]string{"list-timers", "--all", "--no-pager"}, timers...)...).Output(); err == nil {
+	if b, err := childCommand(ctx, systemctlPath, append([]string{"list-timers", "--all", "--no-pager"}, timers...)...).Output(); err == nil {
 		out.Write(b)
 	}
 	fmt.Fprintf(out, "the runs log to the journal (journalctl -u cht-backup-backup.service); `cht-backup status` shows how they went\n")
@@ -420,7 +420,7 @@ func unitNames(so scheduleOptions, suffix string) []string {
 }
 
 func systemctl(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, systemctlPath, args...).CombinedOutput()
+	out, err := childCommand(ctx, systemctlPath, args...).CombinedOutput()
 	if err != nil {
 		return &userError{err: fmt.Errorf("systemctl %s failed: %v: %s", strings.Join(args, " "), err, oneLine(string(out))),
 			hint: "run as root; `systemctl status` and `journalctl -xe` say more"}
@@ -543,4 +543,12 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// childCommand is a command whose environment holds no passphrase (BORG_PASSPHRASE may be set
+// in ours): no child that does not need it inherits it.
+func childCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = borg.ChildEnv(os.Environ())
+	return cmd
 }
