@@ -166,6 +166,7 @@ func backupOutcome(s BackupSummary, start, end time.Time) state.Outcome {
 		Job: state.JobBackup, Repository: s.Repository, Start: start, End: end,
 		Archive: s.Archive, Error: s.Error, Hint: s.Hint,
 		OriginalSize: s.OriginalSize, CompressedSize: s.CompressedSize, DeduplicatedSize: s.DeduplicatedSize, Files: s.Files,
+		Unreadable: s.Unreadable, Missing: s.Missing,
 	}
 	for _, w := range s.Warnings {
 		msg := w.Message

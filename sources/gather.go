@@ -2,7 +2,6 @@ package sources
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,8 +38,10 @@ type GatherOptions struct {
 	ChtDir   string   // "" means DefaultCHTDir
 	StateDir string   // staging goes to <StateDir>/staging/<run-id>/
 	Skip     []string // parts to leave out, from SkippableParts
-	// Docker may be nil when both container parts are skipped.
+	// Docker may be nil: the container parts are then recorded as missing, with DockerErr as
+	// the reason, and everything on the host is still gathered.
 	Docker      *client.Client
+	DockerErr   error
 	ToolVersion string
 	BorgVersion string
 	Hostname    string    // "" means os.Hostname()
@@ -55,8 +56,11 @@ type Gathered struct {
 	WorkDir string // the staging directory; Paths' last element is relative to it
 	// Paths are borg's path arguments: COUCHDB_DATA/.shards, COUCHDB_DATA/shards,
 	// the other entries of COUCHDB_DATA, .env, the compose files, then StagingName.
-	Paths        []string
-	Skipped      []string // one line per skipped part, saying what the archive lacks
+	Paths   []string
+	Skipped []string // one line per skipped part, saying what the archive lacks
+	// Missing has one line per part that could not be gathered (Docker down, a container
+	// missing), saying what the archive lacks and why: the archive is partial.
+	Missing      []string
 	Manifest     *Manifest
 	ManifestPath string
 	Containers   map[string]Container // by service
@@ -89,10 +93,6 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			return nil, fmt.Errorf("unknown part %q to skip; choose from %s", s, strings.Join(SkippableParts, ", "))
 		}
 		skip[s] = true
-	}
-	needDocker := !skip[PartTLS] || !skip[PartCredentials]
-	if needDocker && o.Docker == nil {
-		return nil, errors.New("no Docker client to copy the TLS certificate and CouchDB credentials out of their containers; skip tls and credentials to back up without Docker")
 	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -147,6 +147,8 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	}()
 
 	var skipped []SkippedPart
+	var missing []MissingPart
+	gathered := map[string]bool{}
 	for _, cp := range containerParts {
 		dest := filepath.Join(st.Root(), "containers", cp.service, filepath.FromSlash(strings.TrimPrefix(cp.dir, "/")))
 		if skip[cp.part] {
@@ -160,23 +162,41 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		// Degrade, don't abort: without this part the archive is partial, but CouchDB's data,
+		// .env and the compose files are still worth archiving, the more so on a night CHT is down.
+		miss := func(why string) {
+			os.RemoveAll(filepath.Join(st.Root(), "containers", cp.service))
+			missing = append(missing, MissingPart{cp.part, fmt.Sprintf("%s: %s from the %s container's %s are not in this archive: %s", cp.part, cp.what, cp.service, cp.dir, why)})
+		}
+		if o.Docker == nil {
+			why := "Docker could not be asked"
+			if o.DockerErr != nil {
+				why = o.DockerErr.Error()
+			}
+			miss(why)
+			continue
+		}
 		c, err := FindContainer(ctx, o.Docker, layout.ProjectName, cp.service)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w; or skip %s to back up without %s", err, cp.part, cp.what)
+			miss(err.Error())
+			continue
 		}
 		g.Containers[cp.service] = c
 		if err := CopyFromContainer(ctx, o.Docker, c, cp.dir, dest); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("%w; or skip %s to back up without %s", err, cp.part, cp.what)
+			miss(err.Error())
+			continue
 		}
 		if des, err := os.ReadDir(dest); err != nil || len(des) == 0 {
-			return nil, fmt.Errorf("%s in container %s is empty, but it should hold %s; check that container, or skip %s", cp.dir, c.Name, cp.what, cp.part)
+			miss(fmt.Sprintf("%s in container %s is empty, but it should hold %s; check that container", cp.dir, c.Name, cp.what))
+			continue
 		}
+		gathered[cp.part] = true
 	}
 	if skip[PartCompose] {
 		skipped = append(skipped, SkippedPart{PartCompose, fmt.Sprintf("%s: skipped on request; the compose files in %s and %s are not in this archive", PartCompose, layout.ComposePath, layout.UpgradeServiceDir())})
@@ -222,6 +242,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		EnvKeys:    orEmpty(layout.EnvKeys),
 		Containers: g.Containers,
 		Skipped:    orEmptySkipped(skipped),
+		Missing:    missing,
 		SHA256:     map[string]string{},
 	}
 	for _, p := range g.Paths {
@@ -257,7 +278,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		specs = append(specs, groupSpec{GroupCompose, "/" + commonRoot(dirs), composeItems, true})
 	}
 	for _, cp := range containerParts {
-		if !skip[cp.part] {
+		if gathered[cp.part] {
 			dest := filepath.Join(st.Root(), "containers", cp.service, filepath.FromSlash(strings.TrimPrefix(cp.dir, "/")))
 			specs = append(specs, groupSpec{cp.group, dest, []string{dest}, true})
 		}
@@ -287,6 +308,9 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	g.Manifest = m
 	for _, s := range skipped {
 		g.Skipped = append(g.Skipped, s.Reason)
+	}
+	for _, m := range missing {
+		g.Missing = append(g.Missing, m.Reason)
 	}
 	return g, nil
 }

@@ -91,10 +91,39 @@ func TestGatherOptionErrors(t *testing.T) {
 	_, err := Gather(context.Background(), o)
 	assertOneLine(t, err, `"couchdb"`, "tls, credentials, compose")
 
-	o.Skip = []string{"tls"}
-	_, err = Gather(context.Background(), o)
-	assertOneLine(t, err, "no Docker client", "skip tls and credentials")
 	assertNoStaging(t, state)
+}
+
+// Without Docker the container parts are missing, said why, and the rest is still gathered: the
+// archive is partial, not abandoned.
+func TestGatherWithoutDockerIsPartial(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls"}
+	o.DockerErr = errors.New("cannot reach the Docker engine: connection refused")
+	g, err := Gather(context.Background(), o)
+	if err != nil {
+		t.Fatalf("no Docker must not stop the backup of CouchDB, .env and compose: %v", err)
+	}
+	defer g.Close()
+	if len(g.Missing) != 1 || !strings.Contains(g.Missing[0], "credentials") || !strings.Contains(g.Missing[0], "connection refused") {
+		t.Fatalf("missing: %q", g.Missing)
+	}
+	if len(g.Manifest.Missing) != 1 || g.Manifest.Missing[0].Part != PartCredentials {
+		t.Fatalf("manifest missing: %+v", g.Manifest.Missing)
+	}
+	for _, grp := range []string{GroupCouchDB, GroupEnv, GroupCompose} {
+		if g.Manifest.Group(grp) == nil {
+			t.Errorf("group %s not gathered", grp)
+		}
+	}
+	if g.Manifest.Group(GroupCredentials) != nil {
+		t.Error("a credentials group without the files")
+	}
+	if _, err := os.Stat(filepath.Join(g.WorkDir, StagingName, "containers")); !os.IsNotExist(err) {
+		t.Errorf("staging holds container files that were not gathered: %v", err)
+	}
 }
 
 func TestGatherMissingEnv(t *testing.T) {
@@ -160,14 +189,27 @@ func TestGatherMissingContainer(t *testing.T) {
 			state := t.TempDir()
 			o := gatherOpts(tree, state)
 			o.Docker = cs.Client
-			_, err := Gather(ctx, o)
-			assertOneLine(t, err, "no container found for the "+svc+" service", `"`+cs.Project+`"`,
-				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a", "skip "+part)
-			if !errors.Is(err, ErrContainerNotFound) {
-				t.Errorf("a missing container must be ErrContainerNotFound, so callers can tell it from an engine that cannot be asked: %v", err)
+			g, err := Gather(ctx, o)
+			if err != nil {
+				t.Fatalf("a missing container must not stop the backup of the rest: %v", err)
 			}
-			assertNoSecret(t, tree, err.Error())
-			assertNoStaging(t, state)
+			defer func() { g.Close(); assertNoStaging(t, state) }()
+			if len(g.Missing) != 1 {
+				t.Fatalf("missing: %q", g.Missing)
+			}
+			assertOneLine(t, errors.New(g.Missing[0]), part+": ", "no container found for the "+svc+" service", `"`+cs.Project+`"`,
+				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a")
+			assertNoSecret(t, tree, g.Missing[0])
+			other := GroupTLS
+			if part == PartTLS {
+				other = GroupCredentials
+			}
+			if g.Manifest.Group(other) == nil || g.Manifest.Group(GroupCouchDB) == nil || g.Manifest.Group(GroupEnv) == nil {
+				t.Errorf("the parts that could be gathered were not: %+v", g.Manifest.Groups)
+			}
+			if len(g.Manifest.Missing) != 1 || g.Manifest.Missing[0].Part != part {
+				t.Errorf("manifest missing: %+v", g.Manifest.Missing)
+			}
 		})
 	}
 }

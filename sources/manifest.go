@@ -62,7 +62,10 @@ type Manifest struct {
 	// ArchivePaths are borg's path arguments, in the order given (.shards first).
 	ArchivePaths []string      `json:"archive_paths"`
 	Skipped      []SkippedPart `json:"skipped"`
-	Groups       []Group       `json:"groups"`
+	// Missing are parts that could not be gathered (Docker down, a container missing), and why:
+	// such an archive is partial.
+	Missing []MissingPart `json:"missing,omitempty"`
+	Groups  []Group       `json:"groups"`
 	// SHA256 of every small file (env, compose, tls, credentials; no
 	// CouchDB file), hex, keyed by archive path.
 	SHA256  map[string]string `json:"sha256"`
@@ -80,6 +83,12 @@ type ManifestSources struct {
 
 // SkippedPart is a part left out on the user's request.
 type SkippedPart struct {
+	Part   string `json:"part"`
+	Reason string `json:"reason"`
+}
+
+// MissingPart is a part a backup could not gather, and why.
+type MissingPart struct {
 	Part   string `json:"part"`
 	Reason string `json:"reason"`
 }
