@@ -151,7 +151,7 @@ func MakeDir(stateDir string) error {
 		return nil
 	}
 	if err := os.MkdirAll(stateDir, DirMode); err != nil {
-		return fmt.Errorf("cannot create state directory %s: %v", stateDir, unwrapPath(err))
+		return fmt.Errorf("cannot create state directory %s: %w", stateDir, unwrapPath(err))
 	}
 	return os.Chmod(stateDir, DirMode) // MkdirAll's mode is filtered by the umask
 }
