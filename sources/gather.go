@@ -3,6 +3,7 @@ package sources
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -225,6 +226,27 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	g.Paths = append(g.Paths, StagingName)
 
 	a := archiver{workDir: st.Dir}
+	// borg archives a symlink as a link: a .env or compose file that is one would leave its
+	// content, the secrets, out of the archive. Its resolved content is staged as well.
+	var resolved []ResolvedFile
+	envItem := layout.EnvFile
+	stage := func(hostPath string) (string, error) {
+		copyPath, target, err := stageResolved(st.Root(), hostPath)
+		if err != nil || copyPath == "" {
+			return hostPath, err
+		}
+		resolved = append(resolved, ResolvedFile{Path: a.path(hostPath), Target: target, Copy: a.path(copyPath)})
+		return copyPath, nil
+	}
+	if envItem, err = stage(layout.EnvFile); err != nil {
+		return nil, err
+	}
+	composeHashed := make([]string, len(composeItems))
+	for i, f := range composeItems {
+		if composeHashed[i], err = stage(f); err != nil {
+			return nil, err
+		}
+	}
 	m := &Manifest{
 		FormatVersion: ManifestFormatVersion,
 		ToolVersion:   o.ToolVersion,
@@ -268,7 +290,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	specs := []groupSpec{
 		{GroupIndexes, filepath.Join(data, ".shards"), indexItems, false},
 		{GroupCouchDB, data, couchItems, false},
-		{GroupEnv, layout.EnvFile, []string{layout.EnvFile}, true},
+		{GroupEnv, envItem, []string{envItem}, true},
 	}
 	if !skip[PartCompose] {
 		var dirs []string
@@ -276,6 +298,17 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			dirs = append(dirs, a.path(filepath.Dir(f)))
 		}
 		specs = append(specs, groupSpec{GroupCompose, "/" + commonRoot(dirs), composeItems, true})
+		// A symlinked compose file counts as the link under the compose root; its content is
+		// hashed from the staged copy.
+		for i, f := range composeItems {
+			if composeHashed[i] != f {
+				sum, err := fileSHA256(composeHashed[i])
+				if err != nil {
+					return nil, err
+				}
+				m.SHA256[a.path(composeHashed[i])] = sum
+			}
+		}
 	}
 	for _, cp := range containerParts {
 		if gathered[cp.part] {
@@ -283,6 +316,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			specs = append(specs, groupSpec{cp.group, dest, []string{dest}, true})
 		}
 	}
+	m.Resolved = resolved
 	for _, s := range specs {
 		var sums map[string]string
 		if s.hash {
@@ -327,4 +361,44 @@ func orEmptySkipped(s []SkippedPart) []SkippedPart {
 		return []SkippedPart{}
 	}
 	return s
+}
+
+// stageResolved copies the file a symlink at hostPath resolves to into the staging root, under
+// resolved/<hostPath>, mode 0600, and returns the copy's path and the link's target. A path that
+// is no symlink gives "". A link that leads nowhere, or to something that is not a regular file,
+// is an error: its content cannot be archived.
+func stageResolved(root, hostPath string) (copyPath, target string, err error) {
+	fi, err := os.Lstat(hostPath)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot read %s: %v", hostPath, unwrapPathError(err))
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		return "", "", nil
+	}
+	target, err = filepath.EvalSymlinks(hostPath)
+	if err != nil {
+		return "", "", fmt.Errorf("%s is a symlink that cannot be followed (%v); make it the file itself or fix the link, or the archive would hold no content for it", hostPath, unwrapPathError(err))
+	}
+	tfi, err := os.Stat(target)
+	if err != nil || !tfi.Mode().IsRegular() {
+		return "", "", fmt.Errorf("%s is a symlink to %s, which is not a regular file; make it the file itself", hostPath, target)
+	}
+	copyPath = filepath.Join(root, ResolvedDir, filepath.FromSlash(strings.TrimPrefix(filepath.ToSlash(hostPath), "/")))
+	if err := os.MkdirAll(filepath.Dir(copyPath), 0o700); err != nil {
+		return "", "", err
+	}
+	in, err := os.Open(target)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot read %s (the target of %s): %v", target, hostPath, unwrapPathError(err))
+	}
+	defer in.Close()
+	out, err := os.OpenFile(copyPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", "", fmt.Errorf("cannot copy %s into staging: %v", target, err)
+	}
+	return copyPath, target, out.Close()
 }

@@ -1,8 +1,10 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -281,4 +283,76 @@ func TestCopyFromContainerMissingDir(t *testing.T) {
 	if entries, err := os.ReadDir(dest); err != nil || len(entries) != 0 {
 		t.Errorf("copy of an empty dir holds %v (%v)", entries, err)
 	}
+}
+
+// A .env or compose file that is a symlink: borg would archive only the link, so its content is
+// staged under cht-backup/resolved/ and the manifest says so; the env group is that copy.
+func TestGatherStagesSymlinkedEnvAndCompose(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	elsewhere := t.TempDir()
+	links := []string{tree.EnvFile, tree.ComposeFiles[0]}
+	content := map[string][]byte{}
+	for i, p := range links {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content[p] = b
+		real := filepath.Join(elsewhere, fmt.Sprintf("real-%d", i))
+		if err := os.WriteFile(real, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		if err := os.Symlink(real, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "credentials"}
+	g, err := Gather(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	m := g.Manifest
+	if len(m.Resolved) != 2 {
+		t.Fatalf("resolved: %+v", m.Resolved)
+	}
+	for _, r := range m.Resolved {
+		local := filepath.Join(g.WorkDir, filepath.FromSlash(r.Copy))
+		got, err := os.ReadFile(local)
+		if err != nil || !bytes.Equal(got, content["/"+r.Path]) {
+			t.Errorf("staged copy of %s: %v", r.Path, err)
+		}
+		if fi, _ := os.Stat(local); fi == nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("staged copy of %s is not 0600", r.Path)
+		}
+		if m.SHA256[r.Copy] == "" {
+			t.Errorf("no checksum for %s", r.Copy)
+		}
+	}
+	env := m.Group(GroupEnv)
+	if env == nil || !strings.HasPrefix(env.Root, StagingName+"/"+ResolvedDir+"/") || env.Bytes != int64(len(content[tree.EnvFile])) {
+		t.Fatalf("the env group must be the staged content: %+v", env)
+	}
+	if m.ResolvedCopy(strings.TrimPrefix(tree.ComposeFiles[0], "/")) == strings.TrimPrefix(tree.ComposeFiles[0], "/") {
+		t.Error("the symlinked compose file has no copy")
+	}
+
+	// A link that leads nowhere cannot be archived: say so, leave nothing behind.
+	os.Remove(tree.EnvFile)
+	os.Symlink(filepath.Join(elsewhere, "gone"), tree.EnvFile)
+	state2 := t.TempDir()
+	_, err = Gather(context.Background(), gatherOpts2(tree, state2))
+	if err == nil {
+		t.Fatal("a dangling .env link must fail")
+	}
+	assertNoStaging(t, state2)
+}
+
+func gatherOpts2(tree *sourcestest.Tree, state string) GatherOptions {
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "credentials"}
+	return o
 }
