@@ -68,7 +68,7 @@ type Manifest struct {
 	// Resolved are the .env and compose files that were symlinks: borg archives the link at
 	// Path, and the content it led to as Copy (in cht-backup/resolved/).
 	Resolved []ResolvedFile `json:"resolved,omitempty"`
-	Groups  []Group       `json:"groups"`
+	Groups   []Group        `json:"groups"`
 	// SHA256 of every small file (env, compose, tls, credentials; no
 	// CouchDB file), hex, keyed by archive path.
 	SHA256  map[string]string `json:"sha256"`
