@@ -91,7 +91,7 @@ func main() {
 
 // run is main without os.Exit, so tests can call it.
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	app := newApp()
 	err := app.RunContext(ctx, reorderArgs(app, args))
