@@ -357,10 +357,17 @@ func (f *faultCase) startBackup(t *testing.T, extra ...string) (cmd *exec.Cmd, b
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The passphrase reaches borg through a pipe only, during faults too.
+	stop, leak := make(chan struct{}), make(chan string, 1)
+	go watchProcs(f.w.passphrase, stop, leak)
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
 			cmd.Wait()
+		}
+		close(stop)
+		if where := <-leak; where != "" {
+			t.Errorf("passphrase visible in %s", where)
 		}
 	})
 	waitUntil(t, 60*time.Second, "borg create to start", func() bool {
