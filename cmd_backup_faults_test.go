@@ -821,7 +821,7 @@ func TestBackupSymlinkedEnvArchivesItsContent(t *testing.T) {
 	if err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("the .env content is not in the archive: %v", err)
 	}
-	v := f.w.run(append([]string{"verify", name, "--repo", f.repo, "--couchdb", "never"}, f.w.common(testEnv["SSH_SHELL_KEY"])...)...)
+	v := f.w.run(append([]string{"verify", name, "--repo", f.repo}, f.w.common(testEnv["SSH_SHELL_KEY"])...)...)
 	if v.code != 0 {
 		t.Fatalf("verify of an archive of a symlinked .env:\n%s", v)
 	}
