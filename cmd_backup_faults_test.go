@@ -352,35 +352,53 @@ func (l *lineWatch) waitFor(t *testing.T, sub string, within time.Duration) {
 	}
 }
 
-// startBackup starts a backup of big files and returns once borg create runs, with its pid.
-func (f *faultCase) startBackup(t *testing.T, extra ...string) (cmd *exec.Cmd, borgPid int, stdout, stderr *lineWatch) {
+// runningBackup is a backup started in the background, for faults injected while it runs.
+type runningBackup struct {
+	cmd            *exec.Cmd
+	borgPid        int
+	stdout, stderr *lineWatch
+	stop           chan struct{}
+	leak           chan string
+	waited         bool
+}
+
+// startBackup starts a backup and returns once borg create runs. While the backup runs, every
+// process's argv and environment are watched for the passphrase, as w.run does.
+func (f *faultCase) startBackup(t *testing.T, extra ...string) *runningBackup {
 	t.Helper()
-	cmd = f.w.command(f.w.backupArgs(f.h, extra...)...)
-	stdout, stderr = &lineWatch{}, &lineWatch{}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
+	b := &runningBackup{cmd: f.w.command(f.w.backupArgs(f.h, extra...)...), stdout: &lineWatch{}, stderr: &lineWatch{},
+		stop: make(chan struct{}), leak: make(chan string, 1)}
+	b.cmd.Stdout, b.cmd.Stderr = b.stdout, b.stderr
+	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The passphrase reaches borg through a pipe only, during faults too.
-	stop, leak := make(chan struct{}), make(chan string, 1)
-	go watchProcs(f.w.passphrase, stop, leak)
+	go watchProcs(f.w.passphrase, b.stop, b.leak)
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-		close(stop)
-		if where := <-leak; where != "" {
-			t.Errorf("passphrase visible in %s", where)
+		if !b.waited {
+			b.cmd.Process.Kill()
+			b.wait(t)
 		}
 	})
 	waitUntil(t, 60*time.Second, "borg create to start", func() bool {
-		borgPid = descendant(cmd.Process.Pid, func(argv []string) bool {
+		b.borgPid = descendant(b.cmd.Process.Pid, func(argv []string) bool {
 			return len(argv) > 2 && strings.HasSuffix(argv[1], "borg") && argv[2] == "create"
 		})
-		return borgPid > 0
+		return b.borgPid > 0
 	})
-	return cmd, borgPid, stdout, stderr
+	return b
+}
+
+// wait waits for the backup to end and stops watching for the passphrase before the test's own
+// borg calls (which do hold it in their environment) start.
+func (b *runningBackup) wait(t *testing.T) result {
+	t.Helper()
+	b.cmd.Wait()
+	b.waited = true
+	close(b.stop)
+	if where := <-b.leak; where != "" {
+		t.Errorf("passphrase visible in %s while the backup ran", where)
+	}
+	return result{stdout: b.stdout.String(), stderr: b.stderr.String(), code: b.cmd.ProcessState.ExitCode()}
 }
 
 func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
@@ -451,10 +469,9 @@ func TestBackupSignalledMidRun(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f.start = time.Now()
-			cmd, _, _, stderr := f.startBackup(t)
-			cmd.Process.Signal(sig)
-			cmd.Wait()
-			r := result{stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+			b := f.startBackup(t)
+			b.cmd.Process.Signal(sig)
+			r := b.wait(t)
 			f.assertNothingLost(t, r, lostCheck{code: 130})
 			for _, n := range archiveNames(t, f.w, f.repo)[1:] {
 				if !strings.Contains(n, ".checkpoint") {
@@ -469,9 +486,10 @@ func TestBackupSignalledMidRun(t *testing.T) {
 // repository; the next run takes over the lock and the staging, and backs up.
 func TestBackupKilledThenNextRun(t *testing.T) {
 	f := newFaultCase(t, func(o *sourcestest.Options) { o.FileSize = 8 << 20 })
-	cmd, borgPid, _, _ := f.startBackup(t)
-	cmd.Process.Kill()
-	cmd.Wait()
+	b := f.startBackup(t)
+	borgPid := b.borgPid
+	b.cmd.Process.Kill()
+	b.wait(t)
 	waitUntil(t, 30*time.Second, "borg to end with its parent", func() bool { return !alive(borgPid) })
 	r := f.w.run(f.w.backupArgs(f.h, "--lock-wait", "0s", "--repo-lock-wait", "30")...)
 	if r.code != 0 || !strings.Contains(r.stderr, "took over this host's lock") || !strings.Contains(r.stderr, "removed staging left by an earlier run") {
@@ -490,7 +508,8 @@ func TestBackupConnectionDroppedMidCreate(t *testing.T) {
 			f.start = time.Now()
 			time.Sleep(1100 * time.Millisecond) // a new archive name
 			wantComplete++
-			cmd, borgPid, stdout, stderr := f.startBackup(t, "--retry-wait", "1s")
+			b := f.startBackup(t, "--retry-wait", "1s")
+			borgPid := b.borgPid
 			var sshPid int
 			waitUntil(t, 30*time.Second, "borg's ssh", func() bool {
 				sshPid = descendant(borgPid, func(argv []string) bool { return len(argv) > 0 && filepath.Base(argv[0]) == "ssh" })
@@ -511,8 +530,7 @@ func TestBackupConnectionDroppedMidCreate(t *testing.T) {
 				t.Fatalf("no process to kill for %s", victim)
 			}
 			syscall.Kill(target, syscall.SIGKILL)
-			cmd.Wait()
-			r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+			r := b.wait(t)
 			if !strings.Contains(r.stderr, "retry 1 of") {
 				t.Errorf("the dropped connection was not retried:\n%s", r)
 			}
