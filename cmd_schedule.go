@@ -377,7 +377,7 @@ func runScheduleRemove(ctx context.Context, so scheduleOptions, out io.Writer) e
 		}
 		for _, svc := range services {
 			// "activating": a oneshot job running, or waiting for the host lock.
-			st, _ := exec.CommandContext(ctx, systemctlPath, "is-active", svc).Output()
+			st, _ := childCommand(ctx, systemctlPath, "is-active", svc).Output()
 			if state := strings.TrimSpace(string(st)); state == "active" || state == "activating" || state == "reloading" || state == "deactivating" {
 				fmt.Fprintf(out, "stopping %s (%s): borg is stopped cleanly, no archive is made\n", svc, state)
 			}
