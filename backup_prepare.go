@@ -59,16 +59,18 @@ func gatherHost(ctx context.Context, o *options, r *borg.Runner, bo backupOption
 		o.Log.Warnf("removed staging left by an earlier run that was killed: %s", strings.Join(removed, ", "))
 	}
 	var docker *client.Client
+	var dockerErr error
 	if !(slices.Contains(bo.Skip, sources.PartTLS) && slices.Contains(bo.Skip, sources.PartCredentials)) {
-		var err error
-		docker, err = sources.NewDockerClient(ctx)
-		if err != nil {
-			return nil, &userError{err: err, hint: "start Docker, or leave the container parts out with --skip tls --skip credentials (the archive will then lack them)"}
+		// Docker down is no reason to leave CouchDB's data unarchived: Gather records the
+		// container parts as missing and the run ends partial.
+		if docker, dockerErr = sources.NewDockerClient(ctx); dockerErr != nil {
+			o.Log.Errorf("%v", dockerErr)
+		} else {
+			defer docker.Close()
 		}
-		defer docker.Close()
 	}
 	g, err := sources.Gather(ctx, sources.GatherOptions{
-		ChtDir: o.ChtDir, StateDir: o.StateDir, Skip: bo.Skip, Docker: docker,
+		ChtDir: o.ChtDir, StateDir: o.StateDir, Skip: bo.Skip, Docker: docker, DockerErr: dockerErr,
 		ToolVersion: version, BorgVersion: r.Version.String(), Hostname: host, Now: now,
 	})
 	if err != nil {

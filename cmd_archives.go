@@ -18,7 +18,7 @@ func archivesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "archives",
 		Usage: "list the archives of each repository, oldest first, with time and size",
-		Description: "Lists every archive with its time and sizes. Archives whose name ends in .checkpoint were left by\n" +
+		Description: "Lists every archive with its time and sizes. Archives named NAME.checkpoint or NAME.checkpoint.N were left by\n" +
 			"an interrupted backup: they are partial, marked as such, and never chosen as `latest`.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
@@ -50,11 +50,12 @@ func runArchives(ctx context.Context, o *options, out io.Writer) error {
 	}
 	all := []Archive{}
 	var failed []error
+	unread := map[string]error{}
 	for _, repo := range o.Repos {
 		list, err := listArchives(ctx, r, repo)
 		if err != nil {
 			failed = append(failed, err)
-			o.Log.WithField("repository", repo.Raw).Errorf("cannot list archives: %v", err)
+			unread[repo.Raw] = err
 			continue
 		}
 		all = append(all, list...)
@@ -64,7 +65,7 @@ func runArchives(ctx context.Context, o *options, out io.Writer) error {
 			return err
 		}
 	} else {
-		printArchives(out, o.Repos, all)
+		printArchives(out, o.Repos, all, unread)
 	}
 	if len(failed) > 0 {
 		return failed[0]
@@ -94,9 +95,15 @@ func listArchives(ctx context.Context, r *borg.Runner, repo borg.Repository) ([]
 	return list, nil
 }
 
-func printArchives(w io.Writer, repos []borg.Repository, all []Archive) {
+// printArchives lists each repository's archives; one whose archives could not be read says so,
+// never "no archives yet".
+func printArchives(w io.Writer, repos []borg.Repository, all []Archive, unread map[string]error) {
 	for _, repo := range repos {
 		fmt.Fprintf(w, "repository %s\n", repo.Raw)
+		if err := unread[repo.Raw]; err != nil {
+			fmt.Fprintf(w, "  could not read its archives: %s\n", oneLine(err.Error()))
+			continue
+		}
 		n := 0
 		for _, a := range all {
 			if a.Repository != repo.Raw {

@@ -31,9 +31,13 @@ func backupCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "skip", EnvVars: []string{envName("skip")}, Usage: "leave out a `PART`: " + strings.Join(sources.SkippableParts, ", ") + " (the output says what the archive lacks)"},
 			&cli.StringFlag{Name: "compression", Value: "lz4", EnvVars: []string{envName("compression")}, Usage: "borg compression `SPEC`, e.g. lz4, zstd,3, none"},
 			chunkerParamsFlag,
+			&cli.DurationFlag{Name: "docker-timeout", Value: sources.DockerTimeout, EnvVars: []string{envName("docker-timeout")}, Usage: "give up on a Docker API call (finding a container, copying out of it) after `DURATION`"},
 			&cli.StringSliceFlag{Name: "exclude", EnvVars: []string{envName("exclude")}, Usage: "borg exclude `PATTERN` (repeatable), e.g. 'sh:**/*.tmp'"},
 		},
 		Action: withOptions(noArgs, func(c *cli.Context, o *options) error {
+			if d := c.Duration("docker-timeout"); d > 0 {
+				sources.DockerTimeout = d
+			}
 			chunker, err := parseChunkerFlag(c)
 			if err != nil {
 				return err
@@ -83,13 +87,18 @@ type BackupSummary struct {
 	Hint             string          `json:"hint,omitempty"`
 	ChunkerParams    string          `json:"chunker_params,omitempty"`
 	// ChunkerChange says that this archive was cut with new chunker params, and what that costs.
-	ChunkerChange string `json:"chunker_change,omitempty"`
+	ChunkerChange string   `json:"chunker_change,omitempty"`
+	Unreadable    int      `json:"unreadable_files,omitempty"` // files borg could not read
+	Missing       []string `json:"missing,omitempty"`          // parts left out because they could not be gathered
 }
 
 // BackupWarning is one thing borg warned about, e.g. a file that changed while it was read.
 type BackupWarning struct {
 	Path    string `json:"path,omitempty"`
 	Message string `json:"message"`
+	// Kind: "changed while read" and "vanished while read" are what a live CouchDB does by itself;
+	// "could not be read" makes the archive fail.
+	Kind string `json:"kind,omitempty"`
 }
 
 // BackupReport is the whole run, as --json prints it.
@@ -99,6 +108,7 @@ type BackupReport struct {
 	Archive      string          `json:"archive"`
 	DryRun       bool            `json:"dry_run"`
 	Skipped      []string        `json:"skipped,omitempty"`
+	Missing      []string        `json:"missing,omitempty"` // parts that could not be gathered: the archive is partial
 	Paths        []string        `json:"paths"`
 	Groups       []sources.Group `json:"groups"`
 	Repositories []BackupSummary `json:"repositories"`
@@ -160,10 +170,10 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	}
 
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
-		Skipped: g.Skipped, Paths: g.Paths, Groups: g.Manifest.Groups}
+		Skipped: g.Skipped, Missing: g.Missing, Paths: g.Paths, Groups: g.Manifest.Groups}
 
 	// 3. borg create to every reachable repository.
-	failed, warned := 0, 0
+	failed, warned, partial := 0, 0, 0
 	var outcomes []state.Outcome
 	for _, repo := range o.Repos {
 		s := BackupSummary{Repository: repo.Raw, Archive: report.Archive}
@@ -183,10 +193,16 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		}
 		start := time.Now()
 		s = createArchive(ctx, o, r, repo, g, bo, report.Archive, rd.chunking[repo.Raw])
+		if s.OK && !bo.DryRun {
+			s.Missing = g.Missing
+		}
 		oc := backupOutcome(s, start, time.Now())
-		if !s.OK {
+		switch {
+		case !s.OK:
 			failed++
-		} else if len(s.Warnings) > 0 {
+		case len(s.Missing) > 0:
+			partial++
+		case len(s.Warnings) > 0:
 			warned++
 		}
 		if s.OK && !bo.DryRun {
@@ -210,6 +226,9 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		return outcomes, &userError{err: fmt.Errorf("backup interrupted"), hint: "run it again; borg left every repository consistent", code: exitInterrupted, quiet: o.JSON}
 	case failed > 0:
 		return outcomes, &userError{err: fmt.Errorf("backup failed for %d of %d repositories", failed, len(o.Repos)), hint: firstHint(report.Repositories)}
+	case partial > 0:
+		return outcomes, &userError{err: fmt.Errorf("backup partial: the archive holds CouchDB's data, .env and the compose files, but lacks %d %s that could not be gathered", len(g.Missing), plural(len(g.Missing), "part", "parts")),
+			hint: "start Docker and the CHT containers (`docker ps -a` shows them), then run the backup again for a complete archive"}
 	case warned > 0:
 		return outcomes, warnings{n: warned}
 	}
@@ -224,9 +243,11 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 	}
 	var files int64
 	var res *borg.Result
-	// A dropped connection is tried again: the failed attempt committed nothing, so the retry
-	// writes the same archive name.
+	attempt, committed := 0, false
+	// A dropped connection is tried again with the same archive name. When the connection broke
+	// after borg committed, the retry finds the name taken: the archive is there, and done.
 	err := withRetry(ctx, o, "borg create to "+repo.Raw, func(ctx context.Context) error {
+		attempt++
 		files = 0
 		prog := newProgressLine(o, repo.Raw, createProgress)
 		var err error
@@ -238,12 +259,21 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 			OnFile:     func(borg.FileStatus) { files++ },
 		})
 		prog.done()
+		if attempt > 1 && errors.Is(err, borg.ErrArchiveExists) {
+			committed = true
+			return nil
+		}
 		return err
 	})
+	if committed {
+		o.Log.WithField("repository", repo.Raw).Warnf("archive %s was committed before the connection dropped; it is complete", name)
+		return committedArchive(ctx, r, repo, s)
+	}
 	if res != nil {
 		s.DurationSeconds = res.Duration.Seconds()
-		for _, w := range res.Warnings {
-			s.Warnings = append(s.Warnings, BackupWarning{Path: w.Path, Message: w.Message})
+		// The per-file echo of a dropped connection is left out: the error says it once.
+		for _, w := range res.Reported() {
+			s.Warnings = append(s.Warnings, BackupWarning{Path: w.Path, Message: w.Message, Kind: w.Kind.String()})
 		}
 	}
 	if err != nil {
@@ -266,6 +296,33 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 	st := created.Archive.Stats
 	s.OriginalSize, s.CompressedSize, s.DeduplicatedSize, s.Files = st.OriginalSize, st.CompressedSize, st.DeduplicatedSize, st.NFiles
 	s.DurationSeconds = created.Archive.Duration
+	// Files borg could not read are missing from the archive: that archive failed, unlike a file
+	// that changed or vanished while read, which a live CouchDB does by itself.
+	if unread := res.ReadErrors(r.ModernExitCodes()); len(unread) > 0 {
+		s.OK = false
+		s.Unreadable = len(unread)
+		first := unread[0].Message
+		s.Error = fmt.Sprintf("%d %s could not be read, so archive %s lacks %s: %s", len(unread),
+			plural(len(unread), "file", "files"), name, plural(len(unread), "it", "them"), first)
+		s.Hint = "check the file named (its permissions, and `dmesg` for disk I/O errors), then run the backup again; the files that could be read are archived"
+	}
+	return s
+}
+
+// committedArchive fills a summary from the archive a dropped connection did not stop from being
+// committed.
+func committedArchive(ctx context.Context, r *borg.Runner, repo borg.Repository, s BackupSummary) BackupSummary {
+	s.OK = true
+	res, err := r.Run(ctx, borg.Call{Args: borg.InfoArgs(repo, s.Archive)})
+	if err != nil {
+		return s // the archive exists; its figures are not known
+	}
+	var info borg.RepositoryInfo
+	if json.Unmarshal(res.Stdout, &info) == nil && len(info.Archives) == 1 {
+		st := info.Archives[0].Stats
+		s.OriginalSize, s.CompressedSize, s.DeduplicatedSize, s.Files = st.OriginalSize, st.CompressedSize, st.DeduplicatedSize, st.NFiles
+		s.DurationSeconds = info.Archives[0].Duration
+	}
 	return s
 }
 
@@ -334,6 +391,9 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 	for _, s := range rep.Skipped {
 		fmt.Fprintf(w, "skipped: %s\n", s)
 	}
+	for _, s := range rep.Missing {
+		fmt.Fprintf(w, "MISSING %s\n", s)
+	}
 	for _, s := range rep.Repositories {
 		switch {
 		case !s.OK:
@@ -343,6 +403,9 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 			}
 		case rep.DryRun:
 			fmt.Fprintf(w, "ok      %s: %d files would be archived\n", s.Repository, s.Files)
+		case len(s.Missing) > 0:
+			fmt.Fprintf(w, "PARTIAL %s: archive %s, %d files, original %s; it lacks the %s listed above\n",
+				s.Repository, s.Archive, s.Files, sources.HumanBytes(s.OriginalSize), plural(len(s.Missing), "part", "parts"))
 		default:
 			fmt.Fprintf(w, "ok      %s: archive %s, %d files, original %s, compressed %s, deduplicated %s, %s\n",
 				s.Repository, s.Archive, s.Files, sources.HumanBytes(s.OriginalSize), sources.HumanBytes(s.CompressedSize),

@@ -41,6 +41,15 @@ func TestBackupLockedRepository(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stdout, "lock") || !strings.Contains(r.stderr, "what to do: another borg process holds the repository lock") {
 		t.Fatalf("a locked repository must fail clearly:\n%s", r)
 	}
+	// `archives` says it could not read them, never "no archives yet"; `check` says the lock once.
+	list := w.run(append([]string{"archives", "--repo", w.remoteRepo(), "--repo-lock-wait", "1"}, w.common(testEnv["SSH_SHELL_KEY"])...)...)
+	if list.code != 2 || strings.Contains(list.stdout, "no archives yet") || !strings.Contains(list.stdout, "could not read its archives") {
+		t.Fatalf("archives of a locked repository:\n%s", list)
+	}
+	chk := w.run(append([]string{"check", "--repo", w.remoteRepo(), "--repo-lock-wait", "1"}, w.common(testEnv["SSH_SHELL_KEY"])...)...)
+	if n := strings.Count(chk.stdout+chk.stderr, "Failed to create/acquire the lock"); chk.code != 2 || n != 1 {
+		t.Fatalf("check of a locked repository must say the lock error once (said %d times):\n%s", n, chk)
+	}
 	if st, _ := filepath.Glob(filepath.Join(w.stateDir, "staging", "*")); len(st) != 0 {
 		t.Fatalf("staging left behind: %v", st)
 	}
@@ -86,53 +95,18 @@ func TestBackupFullDisk(t *testing.T) {
 	if st, _ := filepath.Glob(filepath.Join(w.stateDir, "staging", "*")); len(st) != 0 {
 		t.Fatalf("staging left behind: %v", st)
 	}
-}
-
-// Wrong passphrase, unknown host key, server down: one clear line each, nothing written.
-func TestBackupBadAccessFailsClearly(t *testing.T) {
-	tests := []struct {
-		name  string
-		edit  func(w *world, args []string) []string
-		wants []string
-	}{
-		{"wrong passphrase", func(w *world, a []string) []string {
-			os.WriteFile(w.passFile, []byte("not the passphrase\n"), 0o600)
-			return a
-		}, []string{"incorrect", "what to do: the passphrase does not open"}},
-		{"unknown host key", func(w *world, a []string) []string {
-			empty := filepath.Join(w.dir, "empty_known_hosts")
-			os.WriteFile(empty, nil, 0o600)
-			return replaceFlag(a, "--known-hosts", empty)
-		}, []string{"unknown", testEnv["SSH_HOST_KEY_FINGERPRINT"], "what to do: confirm"}},
-		{"server down", func(w *world, a []string) []string {
-			// --retries 0: a connection failure is otherwise retried for minutes.
-			return append(replaceFlag(a, "--repo", strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":1/", 1)), "--retries", "0")
-		}, []string{"cannot reach", "what to do:"}},
+	// Space freed: the next run backs up, and the repository is consistent.
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("growing the tmpfs: %v %s", err, out)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newWorld(t)
-			h := newCHTHost(t, w, sourcestest.LabelsOnly)
-			w.mustInit(t, w.remoteRepo())
-			r := w.run(tt.edit(w, w.backupArgs(h))...)
-			if r.code != 2 {
-				t.Fatalf("want exit 2:\n%s", r)
-			}
-			if n := len(lines(r.stderr, "cht-backup: what to do:")); n != 1 {
-				t.Errorf("want exactly one what-to-do line, got %d:\n%s", n, r)
-			}
-			for _, want := range tt.wants {
-				if !strings.Contains(r.stdout+r.stderr, want) {
-					t.Errorf("output lacks %q:\n%s", want, r)
-				}
-			}
-			os.WriteFile(w.passFile, []byte(w.passphrase+"\n"), 0o600)
-			if names := archiveNames(t, w, w.remoteRepo()); len(names) != 0 {
-				t.Fatalf("archives written: %v", names)
-			}
-			if st, _ := filepath.Glob(filepath.Join(w.stateDir, "staging", "*")); len(st) != 0 {
-				t.Fatalf("staging left behind: %v", st)
-			}
-		})
+	time.Sleep(1100 * time.Millisecond)
+	if r := w.run(args(big.Root)...); r.code != 0 {
+		t.Fatalf("after space was freed:\n%s", r)
+	}
+	if names := archiveNames(t, w, repo); len(names) != 2 {
+		t.Fatalf("want the earlier archive and the new one: %v", names)
+	}
+	if out, err := runWithPassphrase(w, []string{"borg", "check", repo}); err != nil {
+		t.Fatalf("borg check after a full disk: %v\n%s", err, out)
 	}
 }

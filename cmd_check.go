@@ -125,6 +125,14 @@ func checkRepository(ctx context.Context, o *options, r *borg.Runner, repo borg.
 	switch {
 	case err != nil:
 		res.Error, res.Hint, res.err = oneLine(err.Error()), hintOf(err), err
+		// borg's own error line is already the error: say it once.
+		var kept []string
+		for _, p := range res.Problems {
+			if !strings.Contains(res.Error, p) {
+				kept = append(kept, p)
+			}
+		}
+		res.Problems = kept
 	case out.Warned:
 		res.Error = "borg check found damage"
 		if len(res.Problems) > 0 {

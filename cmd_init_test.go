@@ -113,7 +113,7 @@ func TestInitLocalRepositoryAndOtherMode(t *testing.T) {
 func TestInitWithoutPassphraseOrRepoIsAUsageError(t *testing.T) {
 	w := newWorld(t)
 	r := w.run("init", "--config", w.config, "--state-dir", w.stateDir, "--repo", filepath.Join(w.dir, "r"))
-	if r.code != 2 || !strings.Contains(r.stderr, "no passphrase given") {
+	if r.code != 3 || !strings.Contains(r.stderr, "no passphrase given") {
 		t.Fatalf("no passphrase:\n%s", r)
 	}
 	r = w.run("init", "--config", w.config, "--passphrase-file", w.passFile)

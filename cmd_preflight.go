@@ -220,7 +220,9 @@ func tryPassCommand(cmdline string) error {
 	if len(fields) == 0 {
 		return errors.New("is empty")
 	}
-	out, err := exec.Command(fields[0], fields[1:]...).Output()
+	cmd := exec.Command(fields[0], fields[1:]...)
+	cmd.Env = borg.ChildEnv(os.Environ())
+	out, err := cmd.Output()
 	defer func() {
 		for i := range out {
 			out[i] = 0
@@ -356,7 +358,7 @@ func (o *options) dialRepository(ctx context.Context, repo borg.Repository) (*ss
 			t.User = u.Username
 		}
 	}
-	c, err := ssh.Dial(ctx, ssh.Config{KeyFile: o.SSHKey, KnownHostsFile: o.KnownHosts, UseAgent: true}, t)
+	c, err := ssh.Dial(ctx, ssh.BorgConfig(o.SSHKey, o.KnownHosts), t)
 	return c, t, err
 }
 

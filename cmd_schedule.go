@@ -280,7 +280,7 @@ func checkCalendar(spec string) error {
 		return usageErrorf("calendar spec %q is empty or holds a line break", spec)
 	}
 	if path, err := exec.LookPath("systemd-analyze"); err == nil {
-		if out, err := exec.Command(path, "calendar", spec).CombinedOutput(); err != nil {
+		if out, err := childCommand(context.Background(), path, "calendar", spec).CombinedOutput(); err != nil {
 			return usageErrorf("calendar spec %q is not valid for systemd: %s", spec, oneLine(string(out)))
 		}
 	}
@@ -349,7 +349,7 @@ func runScheduleInstall(ctx context.Context, o *options, so scheduleOptions, out
 		return err
 	}
 	fmt.Fprintf(out, "enabled %s\n", strings.Join(timers, ", "))
-	if b, err := exec.CommandContext(ctx, systemctlPath, append([]string{"list-timers", "--all", "--no-pager"}, timers...)...).Output(); err == nil {
+	if b, err := childCommand(ctx, systemctlPath, append([]string{"list-timers", "--all", "--no-pager"}, timers...)...).Output(); err == nil {
 		out.Write(b)
 	}
 	fmt.Fprintf(out, "the runs log to the journal (journalctl -u cht-backup-backup.service); `cht-backup status` shows how they went\n")
@@ -383,7 +383,7 @@ func runScheduleRemove(ctx context.Context, so scheduleOptions, out io.Writer) e
 		}
 		for _, svc := range services {
 			// "activating": a oneshot job running, or waiting for the host lock.
-			st, _ := exec.CommandContext(ctx, systemctlPath, "is-active", svc).Output()
+			st, _ := childCommand(ctx, systemctlPath, "is-active", svc).Output()
 			if state := strings.TrimSpace(string(st)); state == "active" || state == "activating" || state == "reloading" || state == "deactivating" {
 				fmt.Fprintf(out, "stopping %s (%s): borg is stopped cleanly, no archive is made\n", svc, state)
 			}
@@ -426,7 +426,7 @@ func unitNames(so scheduleOptions, suffix string) []string {
 }
 
 func systemctl(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, systemctlPath, args...).CombinedOutput()
+	out, err := childCommand(ctx, systemctlPath, args...).CombinedOutput()
 	if err != nil {
 		return &userError{err: fmt.Errorf("systemctl %s failed: %v: %s", strings.Join(args, " "), err, oneLine(string(out))),
 			hint: "run as root; `systemctl status` and `journalctl -xe` say more"}
@@ -553,4 +553,12 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// childCommand is a command whose environment holds no passphrase (BORG_PASSPHRASE may be set
+// in ours): no child that does not need it inherits it.
+func childCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = borg.ChildEnv(os.Environ())
+	return cmd
 }

@@ -216,6 +216,12 @@ func repositoryStatus(f *state.File, r borg.Repository, chtDir string, maxAge ti
 		name string
 		o    *state.Outcome
 	}{{"backup", rs.LastBackup}, {"check", rs.LastCheck}, {"verify", rs.LastVerify}, {"prune", rs.LastPrune}} {
+		if j.o != nil && j.o.Status == state.StatusPartial {
+			if rs.Health == "ok" {
+				rs.Health = "attention"
+			}
+			rs.Problems = append(rs.Problems, fmt.Sprintf("the last %s is partial (%s ago): archive %s lacks %s", j.name, humanAge(now.Sub(j.o.End)), j.o.Archive, strings.Join(j.o.Missing, "; ")))
+		}
 		if j.o != nil && j.o.Status == state.StatusFailed {
 			if rs.Health == "ok" {
 				rs.Health = "attention"

@@ -224,15 +224,15 @@ func (o *options) credentials(need bool) (borg.Credentials, error) {
 	c := borg.Credentials{SSHKey: o.SSHKey, KnownHosts: o.KnownHosts}
 	if o.PassphraseFile != "" {
 		if _, err := passphraseFileProblem(o.PassphraseFile); err != nil {
-			return c, &userError{err: err, hint: fmt.Sprintf("create it with the passphrase alone and run `chmod 600 %s`", o.PassphraseFile)}
+			return c, &userError{err: err, hint: fmt.Sprintf("create it with the passphrase alone and run `chmod 600 %s`", o.PassphraseFile), code: exitUsage}
 		}
 		b, err := os.ReadFile(o.PassphraseFile)
 		if err != nil {
-			return c, &userError{err: fmt.Errorf("cannot read passphrase file %s: %v", o.PassphraseFile, err), hint: "run cht-backup as the user that owns the file (usually root)"}
+			return c, &userError{err: fmt.Errorf("cannot read passphrase file %s: %v", o.PassphraseFile, err), hint: "run cht-backup as the user that owns the file (usually root)", code: exitUsage}
 		}
 		c.Passphrase = borg.NewSecret(string(b))
 		if len(c.Passphrase.Bytes()) == 0 {
-			return c, &userError{err: fmt.Errorf("passphrase file %s is empty", o.PassphraseFile), hint: "write the repository passphrase into it"}
+			return c, &userError{err: fmt.Errorf("passphrase file %s is empty", o.PassphraseFile), hint: "write the repository passphrase into it", code: exitUsage}
 		}
 		return c, nil
 	}
@@ -245,10 +245,10 @@ func (o *options) credentials(need bool) (borg.Credentials, error) {
 		}
 	}
 	if need && c.Passphrase == nil && c.PassCommand == "" {
-		return c, &userError{err: fmt.Errorf("no passphrase given"), hint: "give --passphrase-file FILE (mode 0600), or set BORG_PASSPHRASE or BORG_PASSCOMMAND"}
+		return c, &userError{err: fmt.Errorf("no passphrase given"), hint: "give --passphrase-file FILE (mode 0600), or set BORG_PASSPHRASE or BORG_PASSCOMMAND", code: exitUsage}
 	}
 	if c.Passphrase != nil && len(c.Passphrase.Bytes()) == 0 && need {
-		return c, &userError{err: fmt.Errorf("the passphrase is empty"), hint: "an empty passphrase would leave the key unprotected; set a real one"}
+		return c, &userError{err: fmt.Errorf("the passphrase is empty"), hint: "an empty passphrase would leave the key unprotected; set a real one", code: exitUsage}
 	}
 	return c, nil
 }

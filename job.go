@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
@@ -33,6 +34,8 @@ func withHostLock(ctx context.Context, o *options, job string, fn func(ctx conte
 				hint: "let that run finish and start this one again (`cht-backup status` shows the last runs), or wait longer with --lock-wait DURATION; a run that was killed frees the lock by itself"}
 		case ctx.Err() != nil:
 			return err
+		case errors.Is(err, syscall.ENOSPC):
+			return &userError{err: err, hint: fmt.Sprintf("the disk holding --state-dir %s is full: free space there (df -h %s) and run again", o.StateDir, o.StateDir)}
 		}
 		return &userError{err: err, hint: fmt.Sprintf("check --state-dir %s: it must be a directory this user (usually root) can write", o.StateDir)}
 	}
@@ -172,6 +175,7 @@ func backupOutcome(s BackupSummary, start, end time.Time) state.Outcome {
 		Job: state.JobBackup, Repository: s.Repository, Start: start, End: end,
 		Archive: s.Archive, Error: s.Error, Hint: s.Hint,
 		OriginalSize: s.OriginalSize, CompressedSize: s.CompressedSize, DeduplicatedSize: s.DeduplicatedSize, Files: s.Files,
+		Unreadable: s.Unreadable, Missing: s.Missing,
 	}
 	for _, w := range s.Warnings {
 		msg := w.Message

@@ -124,11 +124,12 @@ func TestVersion(t *testing.T) {
 func TestRSH(t *testing.T) {
 	got := RSH("/root/.ssh/id backup", "/etc/cht-backup/known_hosts")
 	want := "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=20 -o ServerAliveInterval=30 -o ServerAliveCountMax=4 " +
+		"-o ForwardAgent=no -o ClearAllForwardings=yes " +
 		"-o UserKnownHostsFile=/etc/cht-backup/known_hosts -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -i '/root/.ssh/id backup'"
 	if got != want {
 		t.Errorf("RSH\n got %s\nwant %s", got, want)
 	}
-	if got := RSH("", ""); got != "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=20 -o ServerAliveInterval=30 -o ServerAliveCountMax=4" {
+	if got := RSH("", ""); got != "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=20 -o ServerAliveInterval=30 -o ServerAliveCountMax=4 -o ForwardAgent=no -o ClearAllForwardings=yes" {
 		t.Errorf("RSH without key: %s", got)
 	}
 }

@@ -34,6 +34,9 @@ func RSH(sshKey, knownHosts string) string {
 		"-o", "ConnectTimeout=20",
 		"-o", "ServerAliveInterval=30",
 		"-o", "ServerAliveCountMax=4",
+		// The backup server gets no way back into this host: no agent, no forwarded ports.
+		"-o", "ForwardAgent=no",
+		"-o", "ClearAllForwardings=yes",
 	}
 	if knownHosts != "" {
 		parts = append(parts, "-o", "UserKnownHostsFile="+ShellQuote(knownHosts), "-o", "GlobalKnownHostsFile=/dev/null")
@@ -59,17 +62,33 @@ func ShellQuote(s string) string {
 // secretVars never reach borg's environment: the passphrase goes through a pipe instead.
 var secretVars = []string{"BORG_PASSPHRASE", "BORG_NEW_PASSPHRASE", "BORG_PASSPHRASE_FD", "BORG_PASSCOMMAND", "BORG_RSH"}
 
+// ChildEnv is base without any secret or our own settings: the environment for every child
+// process that needs no passphrase (borg --version, a passcommand, systemctl).
+func ChildEnv(base []string) []string {
+	env := make([]string, 0, len(base))
+	for _, kv := range base {
+		if !isSecretVar(kv) && !strings.HasPrefix(kv, "CHT_BACKUP_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func isSecretVar(kv string) bool {
+	for _, v := range secretVars {
+		if strings.HasPrefix(kv, v+"=") {
+			return true
+		}
+	}
+	return false
+}
+
 // environ builds borg's environment from ours: secrets removed, answers to borg's yes/no
 // questions fixed to the safe answer (stdin is closed, a timer run must never wait), BORG_RSH set.
 func (c Credentials) environ(base []string, modernCodes bool, passFD int) []string {
 	env := make([]string, 0, len(base)+10)
 	for _, kv := range base {
-		keep := true
-		for _, v := range secretVars {
-			if strings.HasPrefix(kv, v+"=") {
-				keep = false
-			}
-		}
+		keep := !isSecretVar(kv)
 		if strings.HasPrefix(kv, "CHT_BACKUP_") || strings.HasPrefix(kv, "BORG_EXIT_CODES=") {
 			keep = false
 		}

@@ -113,6 +113,13 @@ var textKinds = []struct {
 	{"No route to host", ErrConnectionClosed},
 	{"Network is unreachable", ErrConnectionClosed},
 	{"is not a valid repository", ErrNotARepository},
+	// A connection that dropped while borg was sending: its own exceptions, or the per-file
+	// "[Errno 32] Broken pipe" warnings it prints before giving up with "Local Exception".
+	{"Connection closed by remote host", ErrConnectionClosed},
+	{"BrokenPipeError", ErrConnectionClosed},
+	{"ConnectionResetError", ErrConnectionClosed},
+	{"[Errno 32] Broken pipe", ErrConnectionClosed},
+	{"[Errno 104] Connection reset", ErrConnectionClosed},
 }
 
 // Error is a failed borg run.

@@ -82,6 +82,7 @@ type Warning struct {
 	Path    string
 	Message string
 	MsgID   string
+	Kind    WarningKind // what it means for the archive (classifyWarning)
 }
 
 // warningSuffixes are how borg 1.2 words per-file warnings: "<path>: <reason>".
@@ -95,14 +96,19 @@ var warningSuffixes = []string{
 // parseWarning splits "<path>: <reason>" when the reason is one borg uses for files.
 func parseWarning(m LogMessage) Warning {
 	w := Warning{Message: m.Message, MsgID: m.MsgID}
+	w.Kind = classifyWarning(w)
 	for _, suf := range warningSuffixes {
 		if i := strings.Index(m.Message, suf); i > 0 {
 			w.Path = m.Message[:i]
-			return w
+			break
 		}
 	}
-	if i := strings.Index(m.Message, ": [Errno "); i > 0 {
+	if i := strings.Index(m.Message, ": [Errno "); i > 0 && w.Path == "" {
 		w.Path = m.Message[:i]
+	}
+	// "<path>: open: [Errno 13] ..." and "<path>: read: [Errno 5] ...": the operation sits between.
+	if i := strings.Index(w.Path, ": "); i > 0 && !strings.Contains(w.Path[i+2:], "/") {
+		w.Path = w.Path[:i]
 	}
 	return w
 }

@@ -76,6 +76,7 @@ func (r *Runner) DetectVersion(ctx context.Context) (Version, error) {
 	}
 	cmd := exec.CommandContext(ctx, bin, "--version")
 	cmd.Stdin = nil
+	cmd.Env = ChildEnv(os.Environ())
 	out, err := cmd.Output()
 	if err != nil {
 		return Version{}, fmt.Errorf("`%s --version` failed: %v", bin, err)
@@ -125,20 +126,15 @@ func (r *Runner) Run(ctx context.Context, c Call) (*Result, error) {
 	}
 
 	// The passphrase goes through a pipe that borg reads as fd 3: never argv, never environment.
-	var passR *os.File
+	// It is written while borg runs, not before: a passphrase larger than the pipe buffer would
+	// otherwise block here, before borg exists to read it and deaf to cancellation.
+	var passR, passW *os.File
 	if r.Credentials.Passphrase != nil {
-		pr, pw, err := os.Pipe()
+		passR, passW, err = os.Pipe()
 		if err != nil {
 			return nil, err
 		}
-		if _, err := pw.Write(r.Credentials.Passphrase.Bytes()); err != nil {
-			pr.Close()
-			pw.Close()
-			return nil, fmt.Errorf("handing the passphrase to borg: %v", err)
-		}
-		pw.Close()
-		passR = pr
-		cmd.ExtraFiles = []*os.File{pr}
+		cmd.ExtraFiles = []*os.File{passR}
 	}
 	cmd.Env = r.Credentials.environ(os.Environ(), r.Version.modernExitCodes(), 3)
 
@@ -147,11 +143,18 @@ func (r *Runner) Run(ctx context.Context, c Call) (*Result, error) {
 	if err := cmd.Start(); err != nil {
 		if passR != nil {
 			passR.Close()
+			passW.Close()
 		}
 		return nil, fmt.Errorf("starting borg: %v", err)
 	}
 	if passR != nil {
 		passR.Close()
+		// borg may stop reading early (a newline ends the passphrase); its exit closes the pipe's
+		// read end, and this write then ends with EPIPE.
+		go func(b []byte) {
+			_, _ = passW.Write(b)
+			passW.Close()
+		}(r.Credentials.Passphrase.Bytes())
 	}
 
 	// Cancellation: SIGINT to borg's process group (borg checkpoints and unlocks), a kill only

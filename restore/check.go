@@ -82,6 +82,9 @@ func Check(ctx context.Context, m *sources.Manifest, locate func(string) string)
 	for _, s := range m.Skipped {
 		res.Groups = append(res.Groups, GroupCheck{Name: s.Part, OK: true, Skipped: true, Line: "not in this archive (" + strings.TrimPrefix(s.Reason, s.Part+": ") + ")"})
 	}
+	for _, s := range m.Missing {
+		res.Groups = append(res.Groups, GroupCheck{Name: s.Part, OK: true, Skipped: true, Line: "not in this archive, it could not be gathered (" + strings.TrimPrefix(s.Reason, s.Part+": ") + ")"})
+	}
 	if err := ctx.Err(); err != nil {
 		res.OK = false
 		res.Problems = append(res.Problems, "the comparison was interrupted")
@@ -102,6 +105,17 @@ func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locat
 				gc.Problems = append(gc.Problems, fmt.Sprintf("%s is missing from the restored copy", p))
 			} else {
 				gc.Problems = append(gc.Problems, fmt.Sprintf("cannot read %s: %v", local, unwrapPath(err)))
+			}
+		}
+	}
+
+	// .env must be the file itself: an archive that holds only a symlink holds none of its secrets.
+	if g.Name == sources.GroupEnv {
+		for _, p := range g.Paths {
+			if local := locate(p); local != "" {
+				if fi, err := os.Lstat(local); err == nil && !fi.Mode().IsRegular() {
+					gc.Problems = append(gc.Problems, fmt.Sprintf("%s in the archive is a %s, not the .env file: its secrets are not in this archive; make a new backup (it archives a symlink's content)", p, fileKind(fi.Mode())))
+				}
 			}
 		}
 	}
@@ -233,6 +247,16 @@ func countTree(ctx context.Context, root string, c *Count) error {
 		}
 		return nil
 	})
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m.IsDir():
+		return "directory"
+	}
+	return "special file"
 }
 
 func fileSHA256(p string) (string, error) {

@@ -138,3 +138,21 @@ func TestCheckFailures(t *testing.T) {
 		})
 	}
 }
+
+// An archive whose .env is a symlink (made before backup archived a link's content) holds none
+// of the secrets: the comparison fails and says so, even though the counts would agree.
+func TestCheckFailsOnASymlinkedEnv(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	env := filepath.Join(root, "h/cht/upgrade-service/.env")
+	os.Remove(env)
+	if err := os.Symlink("/etc/cht/real.env", env); err != nil {
+		t.Fatal(err)
+	}
+	delete(m.SHA256, "h/cht/upgrade-service/.env")
+	m.Group(sources.GroupEnv).Bytes = 0
+	res := check(t, root, m)
+	if res.OK || !strings.Contains(strings.Join(res.Problems, "\n"), "is a symlink, not the .env file") {
+		t.Fatalf("a symlinked .env must fail the comparison: %+v", res.Problems)
+	}
+}

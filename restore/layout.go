@@ -90,7 +90,7 @@ func TargetLayout(m *sources.Manifest, dir string) []Placement {
 		if isUpgradeServiceFile(m, f) {
 			sub = "upgrade-service"
 		}
-		ps = append(ps, Placement{Group: sources.GroupCompose, From: archivePath(f), To: filepath.Join(dir, sub, filepath.Base(f))})
+		ps = append(ps, Placement{Group: sources.GroupCompose, From: m.ResolvedCopy(archivePath(f)), To: filepath.Join(dir, sub, filepath.Base(f))})
 	}
 	for _, cp := range containerParts(m) {
 		name := cp.Group // tls, credentials
@@ -112,7 +112,7 @@ func InPlaceLayout(m *sources.Manifest, h sources.HostPaths) []Placement {
 		if isUpgradeServiceFile(m, f) {
 			dir = filepath.Dir(h.EnvFile)
 		}
-		ps = append(ps, Placement{Group: sources.GroupCompose, From: archivePath(f), To: filepath.Join(dir, filepath.Base(f))})
+		ps = append(ps, Placement{Group: sources.GroupCompose, From: m.ResolvedCopy(archivePath(f)), To: filepath.Join(dir, filepath.Base(f))})
 	}
 	return ps
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -29,17 +31,40 @@ const (
 	ServiceCouchDB = "couchdb"
 )
 
+// DockerTimeout bounds every Docker API call (a copy out of a container included): an engine
+// that accepts connections but never answers must not hold a backup, and the host lock, for hours.
+var DockerTimeout = 30 * time.Second
+
+// MaxContainerCopy caps what is copied out of one container directory. The TLS files and
+// CouchDB's credentials are a few KiB; anything near this is not what a backup should stage.
+var MaxContainerCopy int64 = 64 << 20
+
+// dockerCall gives one Docker API call its deadline.
+func dockerCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, DockerTimeout)
+}
+
+// dockerProblem words a failed Docker call, naming the deadline when that is what ended it.
+func dockerProblem(ctx context.Context, err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || (ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+		return fmt.Sprintf("the Docker engine did not answer within %s", DockerTimeout)
+	}
+	return err.Error()
+}
+
 // NewDockerClient connects to the engine named by DOCKER_HOST (default the
 // local socket) and negotiates the API version, so engines from Docker 20.10
-// (API 1.41) to current ones work. It checks the engine answers.
+// (API 1.41) to current ones work. It checks the engine answers within DockerTimeout.
 func NewDockerClient(ctx context.Context) (*client.Client, error) {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up a Docker client: %w; check DOCKER_HOST", err)
 	}
-	if _, err := cli.Ping(ctx); err != nil {
+	cctx, cancel := dockerCall(ctx)
+	defer cancel()
+	if _, err := cli.Ping(cctx); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("cannot reach the Docker engine: %v; check that dockerd runs (systemctl status docker) and that this runs as root", err)
+		return nil, fmt.Errorf("cannot reach the Docker engine: %s; check that dockerd runs (systemctl status docker) and that this runs as root", dockerProblem(cctx, err))
 	}
 	return cli, nil
 }
@@ -64,7 +89,9 @@ func FindContainer(ctx context.Context, cli *client.Client, project, service str
 	if cli == nil {
 		return Container{}, errors.New("no Docker client to find containers with")
 	}
-	labelled, err := cli.ContainerList(ctx, container.ListOptions{
+	lctx, cancel := dockerCall(ctx)
+	defer cancel()
+	labelled, err := cli.ContainerList(lctx, container.ListOptions{
 		All: true,
 		Filters: filters.NewArgs(
 			filters.Arg("label", LabelProject+"="+project),
@@ -72,7 +99,7 @@ func FindContainer(ctx context.Context, cli *client.Client, project, service str
 		),
 	})
 	if err != nil {
-		return Container{}, fmt.Errorf("cannot list Docker containers: %v; check that dockerd runs", err)
+		return Container{}, fmt.Errorf("cannot list Docker containers: %s; check that dockerd runs", dockerProblem(lctx, err))
 	}
 	var cands []container.Summary
 	for _, c := range labelled {
@@ -94,9 +121,11 @@ func FindContainer(ctx context.Context, cli *client.Client, project, service str
 	}
 
 	names := []string{project + "_" + service + "_1", project + "-" + service + "-1"}
-	all, err := cli.ContainerList(ctx, container.ListOptions{All: true})
+	actx, cancel2 := dockerCall(ctx)
+	defer cancel2()
+	all, err := cli.ContainerList(actx, container.ListOptions{All: true})
 	if err != nil {
-		return Container{}, fmt.Errorf("cannot list Docker containers: %v; check that dockerd runs", err)
+		return Container{}, fmt.Errorf("cannot list Docker containers: %s; check that dockerd runs", dockerProblem(actx, err))
 	}
 	for _, want := range names {
 		for _, c := range all {
@@ -124,12 +153,15 @@ func toContainer(c container.Summary, by string) Container {
 // times and symlinks. Entries that would land outside destDir or be written
 // through a symlink are refused.
 func CopyFromContainer(ctx context.Context, cli *client.Client, c Container, srcDir, destDir string) error {
+	// One deadline for the request and the whole stream: the copy is a few KiB.
+	ctx, cancel := dockerCall(ctx)
+	defer cancel()
 	rc, stat, err := cli.CopyFromContainer(ctx, c.ID, srcDir)
 	if err != nil {
 		if client.IsErrNotFound(err) {
 			return fmt.Errorf("%s is missing in container %s (image %s); check with `docker ps -a` that this is the right container", srcDir, c.Name, c.Image)
 		}
-		return fmt.Errorf("cannot copy %s out of container %s: %v", srcDir, c.Name, err)
+		return fmt.Errorf("cannot copy %s out of container %s: %s", srcDir, c.Name, dockerProblem(ctx, err))
 	}
 	defer rc.Close()
 	if !stat.Mode.IsDir() {
@@ -143,8 +175,41 @@ func CopyFromContainer(ctx context.Context, cli *client.Client, c Container, src
 	if stat.Name != "" {
 		top = stat.Name
 	}
-	if err := untar(rc, destDir, top); err != nil {
+	capped := &cappedReader{r: rc, left: MaxContainerCopy}
+	if err := untar(capped, destDir, top); err != nil {
+		if capped.over {
+			return fmt.Errorf("%s in container %s holds more than %s, far more than %s should; check that container: %w", srcDir, c.Name, HumanBytes(MaxContainerCopy), srcDir, errTooLarge)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("cannot copy %s out of container %s: %s", srcDir, c.Name, dockerProblem(ctx, ctx.Err()))
+		}
 		return fmt.Errorf("cannot unpack %s from container %s: %w", srcDir, c.Name, err)
 	}
 	return nil
+}
+
+var errTooLarge = errors.New("copy too large")
+
+// cappedReader fails once more than left bytes were read.
+type cappedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		c.over = true
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left+1] // one byte more tells "exactly at the cap" from "over it"
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		c.over = true
+		return n, errTooLarge
+	}
+	return n, err
 }

@@ -2,8 +2,8 @@ package sources
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -40,8 +40,10 @@ type GatherOptions struct {
 	ChtDir   string   // "" means DefaultCHTDir
 	StateDir string   // staging goes to <StateDir>/staging/<run-id>/
 	Skip     []string // parts to leave out, from SkippableParts
-	// Docker may be nil when both container parts are skipped.
+	// Docker may be nil: the container parts are then recorded as missing, with DockerErr as
+	// the reason, and everything on the host is still gathered.
 	Docker      *client.Client
+	DockerErr   error
 	ToolVersion string
 	BorgVersion string
 	Hostname    string    // "" means os.Hostname()
@@ -58,8 +60,11 @@ type Gathered struct {
 	// the other entries of COUCHDB_DATA, .env, the compose files, then StagingName.
 	Paths []string
 	// ExcludeFile is borg's --exclude-from file (compaction files in progress); "" when none.
-	ExcludeFile  string
-	Skipped      []string // one line per skipped part, saying what the archive lacks
+	ExcludeFile string
+	Skipped     []string // one line per skipped part, saying what the archive lacks
+	// Missing has one line per part that could not be gathered (Docker down, a container
+	// missing), saying what the archive lacks and why: the archive is partial.
+	Missing      []string
 	Manifest     *Manifest
 	ManifestPath string
 	Containers   map[string]Container // by service
@@ -92,10 +97,6 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			return nil, fmt.Errorf("unknown part %q to skip; choose from %s", s, strings.Join(SkippableParts, ", "))
 		}
 		skip[s] = true
-	}
-	needDocker := !skip[PartTLS] || !skip[PartCredentials]
-	if needDocker && o.Docker == nil {
-		return nil, errors.New("no Docker client to copy the TLS certificate and CouchDB credentials out of their containers; skip tls and credentials to back up without Docker")
 	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -150,6 +151,8 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	}()
 
 	var skipped []SkippedPart
+	var missing []MissingPart
+	gathered := map[string]bool{}
 	for _, cp := range containerParts {
 		dest := filepath.Join(st.Root(), "containers", cp.service, filepath.FromSlash(strings.TrimPrefix(cp.dir, "/")))
 		if skip[cp.part] {
@@ -163,23 +166,41 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		// Degrade, don't abort: without this part the archive is partial, but CouchDB's data,
+		// .env and the compose files are still worth archiving, the more so on a night CHT is down.
+		miss := func(why string) {
+			os.RemoveAll(filepath.Join(st.Root(), "containers", cp.service))
+			missing = append(missing, MissingPart{cp.part, fmt.Sprintf("%s: %s from the %s container's %s are not in this archive: %s", cp.part, cp.what, cp.service, cp.dir, why)})
+		}
+		if o.Docker == nil {
+			why := "Docker could not be asked"
+			if o.DockerErr != nil {
+				why = o.DockerErr.Error()
+			}
+			miss(why)
+			continue
+		}
 		c, err := FindContainer(ctx, o.Docker, layout.ProjectName, cp.service)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w; or skip %s to back up without %s", err, cp.part, cp.what)
+			miss(err.Error())
+			continue
 		}
 		g.Containers[cp.service] = c
 		if err := CopyFromContainer(ctx, o.Docker, c, cp.dir, dest); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("%w; or skip %s to back up without %s", err, cp.part, cp.what)
+			miss(err.Error())
+			continue
 		}
 		if des, err := os.ReadDir(dest); err != nil || len(des) == 0 {
-			return nil, fmt.Errorf("%s in container %s is empty, but it should hold %s; check that container, or skip %s", cp.dir, c.Name, cp.what, cp.part)
+			miss(fmt.Sprintf("%s in container %s is empty, but it should hold %s; check that container", cp.dir, c.Name, cp.what))
+			continue
 		}
+		gathered[cp.part] = true
 	}
 	if skip[PartCompose] {
 		skipped = append(skipped, SkippedPart{PartCompose, fmt.Sprintf("%s: skipped on request; the compose files in %s and %s are not in this archive", PartCompose, layout.ComposePath, layout.UpgradeServiceDir())})
@@ -208,6 +229,27 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	g.Paths = append(g.Paths, StagingName)
 
 	a := archiver{workDir: st.Dir}
+	// borg archives a symlink as a link: a .env or compose file that is one would leave its
+	// content, the secrets, out of the archive. Its resolved content is staged as well.
+	var resolved []ResolvedFile
+	envItem := layout.EnvFile
+	stage := func(hostPath string) (string, error) {
+		copyPath, target, err := stageResolved(st.Root(), hostPath)
+		if err != nil || copyPath == "" {
+			return hostPath, err
+		}
+		resolved = append(resolved, ResolvedFile{Path: a.path(hostPath), Target: target, Copy: a.path(copyPath)})
+		return copyPath, nil
+	}
+	if envItem, err = stage(layout.EnvFile); err != nil {
+		return nil, err
+	}
+	composeHashed := make([]string, len(composeItems))
+	for i, f := range composeItems {
+		if composeHashed[i], err = stage(f); err != nil {
+			return nil, err
+		}
+	}
 	m := &Manifest{
 		FormatVersion: ManifestFormatVersion,
 		ToolVersion:   o.ToolVersion,
@@ -225,6 +267,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		EnvKeys:    orEmpty(layout.EnvKeys),
 		Containers: g.Containers,
 		Skipped:    orEmptySkipped(skipped),
+		Missing:    missing,
 		SHA256:     map[string]string{},
 	}
 	for _, p := range g.Paths {
@@ -250,7 +293,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	specs := []groupSpec{
 		{GroupIndexes, filepath.Join(data, ".shards"), indexItems, false},
 		{GroupCouchDB, data, couchItems, false},
-		{GroupEnv, layout.EnvFile, []string{layout.EnvFile}, true},
+		{GroupEnv, envItem, []string{envItem}, true},
 	}
 	if !skip[PartCompose] {
 		var dirs []string
@@ -258,13 +301,25 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			dirs = append(dirs, a.path(filepath.Dir(f)))
 		}
 		specs = append(specs, groupSpec{GroupCompose, "/" + commonRoot(dirs), composeItems, true})
+		// A symlinked compose file counts as the link under the compose root; its content is
+		// hashed from the staged copy.
+		for i, f := range composeItems {
+			if composeHashed[i] != f {
+				sum, err := fileSHA256(composeHashed[i])
+				if err != nil {
+					return nil, err
+				}
+				m.SHA256[a.path(composeHashed[i])] = sum
+			}
+		}
 	}
 	for _, cp := range containerParts {
-		if !skip[cp.part] {
+		if gathered[cp.part] {
 			dest := filepath.Join(st.Root(), "containers", cp.service, filepath.FromSlash(strings.TrimPrefix(cp.dir, "/")))
 			specs = append(specs, groupSpec{cp.group, dest, []string{dest}, true})
 		}
 	}
+	m.Resolved = resolved
 	// One walk of the CouchDB data directory counts its groups, takes its inventory and finds
 	// compaction files in progress.
 	inv := newCouchInventory(data)
@@ -324,6 +379,9 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	for _, s := range skipped {
 		g.Skipped = append(g.Skipped, s.Reason)
 	}
+	for _, m := range missing {
+		g.Missing = append(g.Missing, m.Reason)
+	}
 	return g, nil
 }
 
@@ -339,4 +397,44 @@ func orEmptySkipped(s []SkippedPart) []SkippedPart {
 		return []SkippedPart{}
 	}
 	return s
+}
+
+// stageResolved copies the file a symlink at hostPath resolves to into the staging root, under
+// resolved/<hostPath>, mode 0600, and returns the copy's path and the link's target. A path that
+// is no symlink gives "". A link that leads nowhere, or to something that is not a regular file,
+// is an error: its content cannot be archived.
+func stageResolved(root, hostPath string) (copyPath, target string, err error) {
+	fi, err := os.Lstat(hostPath)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot read %s: %v", hostPath, unwrapPathError(err))
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		return "", "", nil
+	}
+	target, err = filepath.EvalSymlinks(hostPath)
+	if err != nil {
+		return "", "", fmt.Errorf("%s is a symlink that cannot be followed (%v); make it the file itself or fix the link, or the archive would hold no content for it", hostPath, unwrapPathError(err))
+	}
+	tfi, err := os.Stat(target)
+	if err != nil || !tfi.Mode().IsRegular() {
+		return "", "", fmt.Errorf("%s is a symlink to %s, which is not a regular file; make it the file itself", hostPath, target)
+	}
+	copyPath = filepath.Join(root, ResolvedDir, filepath.FromSlash(strings.TrimPrefix(filepath.ToSlash(hostPath), "/")))
+	if err := os.MkdirAll(filepath.Dir(copyPath), 0o700); err != nil {
+		return "", "", err
+	}
+	in, err := os.Open(target)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot read %s (the target of %s): %v", target, hostPath, unwrapPathError(err))
+	}
+	defer in.Close()
+	out, err := os.OpenFile(copyPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", "", fmt.Errorf("cannot copy %s into staging: %v", target, err)
+	}
+	return copyPath, target, out.Close()
 }

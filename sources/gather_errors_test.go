@@ -1,8 +1,10 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,10 +93,39 @@ func TestGatherOptionErrors(t *testing.T) {
 	_, err := Gather(context.Background(), o)
 	assertOneLine(t, err, `"couchdb"`, "tls, credentials, compose")
 
-	o.Skip = []string{"tls"}
-	_, err = Gather(context.Background(), o)
-	assertOneLine(t, err, "no Docker client", "skip tls and credentials")
 	assertNoStaging(t, state)
+}
+
+// Without Docker the container parts are missing, said why, and the rest is still gathered: the
+// archive is partial, not abandoned.
+func TestGatherWithoutDockerIsPartial(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls"}
+	o.DockerErr = errors.New("cannot reach the Docker engine: connection refused")
+	g, err := Gather(context.Background(), o)
+	if err != nil {
+		t.Fatalf("no Docker must not stop the backup of CouchDB, .env and compose: %v", err)
+	}
+	defer g.Close()
+	if len(g.Missing) != 1 || !strings.Contains(g.Missing[0], "credentials") || !strings.Contains(g.Missing[0], "connection refused") {
+		t.Fatalf("missing: %q", g.Missing)
+	}
+	if len(g.Manifest.Missing) != 1 || g.Manifest.Missing[0].Part != PartCredentials {
+		t.Fatalf("manifest missing: %+v", g.Manifest.Missing)
+	}
+	for _, grp := range []string{GroupCouchDB, GroupEnv, GroupCompose} {
+		if g.Manifest.Group(grp) == nil {
+			t.Errorf("group %s not gathered", grp)
+		}
+	}
+	if g.Manifest.Group(GroupCredentials) != nil {
+		t.Error("a credentials group without the files")
+	}
+	if _, err := os.Stat(filepath.Join(g.WorkDir, StagingName, "containers")); !os.IsNotExist(err) {
+		t.Errorf("staging holds container files that were not gathered: %v", err)
+	}
 }
 
 func TestGatherMissingEnv(t *testing.T) {
@@ -160,14 +191,27 @@ func TestGatherMissingContainer(t *testing.T) {
 			state := t.TempDir()
 			o := gatherOpts(tree, state)
 			o.Docker = cs.Client
-			_, err := Gather(ctx, o)
-			assertOneLine(t, err, "no container found for the "+svc+" service", `"`+cs.Project+`"`,
-				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a", "skip "+part)
-			if !errors.Is(err, ErrContainerNotFound) {
-				t.Errorf("a missing container must be ErrContainerNotFound, so callers can tell it from an engine that cannot be asked: %v", err)
+			g, err := Gather(ctx, o)
+			if err != nil {
+				t.Fatalf("a missing container must not stop the backup of the rest: %v", err)
 			}
-			assertNoSecret(t, tree, err.Error())
-			assertNoStaging(t, state)
+			defer func() { g.Close(); assertNoStaging(t, state) }()
+			if len(g.Missing) != 1 {
+				t.Fatalf("missing: %q", g.Missing)
+			}
+			assertOneLine(t, errors.New(g.Missing[0]), part+": ", "no container found for the "+svc+" service", `"`+cs.Project+`"`,
+				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a")
+			assertNoSecret(t, tree, g.Missing[0])
+			other := GroupTLS
+			if part == PartTLS {
+				other = GroupCredentials
+			}
+			if g.Manifest.Group(other) == nil || g.Manifest.Group(GroupCouchDB) == nil || g.Manifest.Group(GroupEnv) == nil {
+				t.Errorf("the parts that could be gathered were not: %+v", g.Manifest.Groups)
+			}
+			if len(g.Manifest.Missing) != 1 || g.Manifest.Missing[0].Part != part {
+				t.Errorf("manifest missing: %+v", g.Manifest.Missing)
+			}
 		})
 	}
 }
@@ -239,4 +283,76 @@ func TestCopyFromContainerMissingDir(t *testing.T) {
 	if entries, err := os.ReadDir(dest); err != nil || len(entries) != 0 {
 		t.Errorf("copy of an empty dir holds %v (%v)", entries, err)
 	}
+}
+
+// A .env or compose file that is a symlink: borg would archive only the link, so its content is
+// staged under cht-backup/resolved/ and the manifest says so; the env group is that copy.
+func TestGatherStagesSymlinkedEnvAndCompose(t *testing.T) {
+	tree := sourcestest.NewTree(t, t.TempDir())
+	elsewhere := t.TempDir()
+	links := []string{tree.EnvFile, tree.ComposeFiles[0]}
+	content := map[string][]byte{}
+	for i, p := range links {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content[p] = b
+		real := filepath.Join(elsewhere, fmt.Sprintf("real-%d", i))
+		if err := os.WriteFile(real, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		if err := os.Symlink(real, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := t.TempDir()
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "credentials"}
+	g, err := Gather(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	m := g.Manifest
+	if len(m.Resolved) != 2 {
+		t.Fatalf("resolved: %+v", m.Resolved)
+	}
+	for _, r := range m.Resolved {
+		local := filepath.Join(g.WorkDir, filepath.FromSlash(r.Copy))
+		got, err := os.ReadFile(local)
+		if err != nil || !bytes.Equal(got, content["/"+r.Path]) {
+			t.Errorf("staged copy of %s: %v", r.Path, err)
+		}
+		if fi, _ := os.Stat(local); fi == nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("staged copy of %s is not 0600", r.Path)
+		}
+		if m.SHA256[r.Copy] == "" {
+			t.Errorf("no checksum for %s", r.Copy)
+		}
+	}
+	env := m.Group(GroupEnv)
+	if env == nil || !strings.HasPrefix(env.Root, StagingName+"/"+ResolvedDir+"/") || env.Bytes != int64(len(content[tree.EnvFile])) {
+		t.Fatalf("the env group must be the staged content: %+v", env)
+	}
+	if m.ResolvedCopy(strings.TrimPrefix(tree.ComposeFiles[0], "/")) == strings.TrimPrefix(tree.ComposeFiles[0], "/") {
+		t.Error("the symlinked compose file has no copy")
+	}
+
+	// A link that leads nowhere cannot be archived: say so, leave nothing behind.
+	os.Remove(tree.EnvFile)
+	os.Symlink(filepath.Join(elsewhere, "gone"), tree.EnvFile)
+	state2 := t.TempDir()
+	_, err = Gather(context.Background(), gatherOpts2(tree, state2))
+	if err == nil {
+		t.Fatal("a dangling .env link must fail")
+	}
+	assertNoStaging(t, state2)
+}
+
+func gatherOpts2(tree *sourcestest.Tree, state string) GatherOptions {
+	o := gatherOpts(tree, state)
+	o.Skip = []string{"tls", "credentials"}
+	return o
 }

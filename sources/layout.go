@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 )
 
 // DefaultCHTDir is where the CHT hosting docs install CHT.
@@ -103,6 +104,8 @@ func checkReadableDir(dir string) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return errors.New("does not exist; set COUCHDB_DATA to the directory CouchDB's container mounts at /opt/couchdb/data")
+	case errors.Is(err, syscall.ELOOP):
+		return errors.New("is a symlink loop (a link that leads back to itself); point COUCHDB_DATA at the real directory, or fix the link with `ls -l` and `readlink -f`")
 	case err != nil:
 		return fmt.Errorf("cannot be read: %v; check its permissions and run as root", unwrapPathError(err))
 	case !fi.IsDir():

@@ -63,7 +63,13 @@ type Manifest struct {
 	Skipped      []SkippedPart `json:"skipped"`
 	// Compaction names the rule that leaves in-progress compaction files out, and what it left out.
 	Compaction CompactionExclusion `json:"compaction_excluded"`
-	Groups     []Group             `json:"groups"`
+	// Missing are parts that could not be gathered (Docker down, a container missing), and why:
+	// such an archive is partial.
+	Missing []MissingPart `json:"missing,omitempty"`
+	// Resolved are the .env and compose files that were symlinks: borg archives the link at
+	// Path, and the content it led to as Copy (in cht-backup/resolved/).
+	Resolved []ResolvedFile `json:"resolved,omitempty"`
+	Groups   []Group        `json:"groups"`
 	// SHA256 of every small file (env, compose, tls, credentials; no
 	// CouchDB file), hex, keyed by archive path.
 	SHA256  map[string]string `json:"sha256"`
@@ -81,6 +87,34 @@ type ManifestSources struct {
 
 // SkippedPart is a part left out on the user's request.
 type SkippedPart struct {
+	Part   string `json:"part"`
+	Reason string `json:"reason"`
+}
+
+// ResolvedDir is where, under the staged "cht-backup/", the content of symlinked .env and compose
+// files is copied.
+const ResolvedDir = "resolved"
+
+// ResolvedFile is a symlinked file whose content the archive holds as a copy.
+type ResolvedFile struct {
+	Path   string `json:"path"`   // archive path of the link
+	Target string `json:"target"` // host path the link led to at backup time
+	Copy   string `json:"copy"`   // archive path of the content
+}
+
+// ResolvedCopy is the archive path holding the content of the file archived at p: its staged
+// copy when p was a symlink, else p itself.
+func (m *Manifest) ResolvedCopy(p string) string {
+	for _, r := range m.Resolved {
+		if r.Path == p {
+			return r.Copy
+		}
+	}
+	return p
+}
+
+// MissingPart is a part a backup could not gather, and why.
+type MissingPart struct {
 	Part   string `json:"part"`
 	Reason string `json:"reason"`
 }

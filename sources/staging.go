@@ -3,11 +3,13 @@ package sources
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -37,11 +39,11 @@ func NewStaging(stateDir, runID string) (*Staging, error) {
 	}
 	parent := filepath.Join(stateDir, "staging")
 	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create staging directory %s: %v; check --state-dir and its permissions", parent, unwrapPathError(err))
+		return nil, stagingError(parent, err)
 	}
 	dir := filepath.Join(parent, runID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create staging directory %s: %v; check --state-dir and its permissions", dir, unwrapPathError(err))
+		return nil, stagingError(dir, err)
 	}
 	s := &Staging{Dir: dir}
 	// Mkdir's mode is filtered by the umask; 0700 is a promise, so set it.
@@ -54,6 +56,15 @@ func NewStaging(stateDir, runID string) (*Staging, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// stagingError says why a staging directory cannot be made: a full disk by name, since a
+// permissions hint would send the admin the wrong way.
+func stagingError(dir string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("cannot create staging directory %s: %w; the disk holding --state-dir is full: free space there (df -h %s)", dir, unwrapPathError(err), filepath.Dir(dir))
+	}
+	return fmt.Errorf("cannot create staging directory %s: %w; check --state-dir and its permissions", dir, unwrapPathError(err))
 }
 
 // NewRunID names a run after its UTC start time plus a random suffix, so

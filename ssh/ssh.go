@@ -60,6 +60,13 @@ type Config struct {
 	Timeout        time.Duration // dial + handshake timeout, default DefaultTimeout
 }
 
+// BorgConfig offers the keys borg's ssh offers (borg.RSH): with a key file, that key alone
+// (IdentitiesOnly=yes, so the agent is not asked); without one, the agent's keys. A pre-flight
+// made with it passes only where borg's own connection will.
+func BorgConfig(keyFile, knownHostsFile string) Config {
+	return Config{KeyFile: keyFile, KnownHostsFile: knownHostsFile, UseAgent: keyFile == ""}
+}
+
 // Client is an authenticated connection to the backup server.
 type Client struct {
 	conn      *xssh.Client

@@ -454,6 +454,22 @@ func TestAgentOnly(t *testing.T) {
 	if !errors.As(err, &ke) {
 		t.Errorf("Dial without key file and agent = %v, want *KeyFileError", err)
 	}
+
+	// With a key file borg's ssh offers that key alone (IdentitiesOnly=yes): the agent's key that
+	// the server accepts must not make the pre-flight pass where borg will be refused.
+	other := filepath.Join(t.TempDir(), "id_other")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	if c, err := Dial(context.Background(), BorgConfig(other, env.KnownHosts), env.target()); err == nil {
+		c.Close()
+		t.Fatal("a key file the server refuses passed with the agent's key: borg would be refused")
+	}
+	c2, err := Dial(context.Background(), BorgConfig("", env.KnownHosts), env.target())
+	if err != nil {
+		t.Fatalf("without a key file borg's ssh uses the agent: %v", err)
+	}
+	c2.Close()
 }
 
 // FreeSpace, as a backup asks it: df through a key with a shell, ErrForcedCommand through

@@ -94,7 +94,7 @@ func AcquireNotify(ctx context.Context, stateDir, job string, wait time.Duration
 	// O_NOFOLLOW: a symlink planted here must not make root write elsewhere.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open lock file %s: %v", path, unwrapPath(err))
+		return nil, fmt.Errorf("cannot open lock file %s: %w", path, unwrapPath(err))
 	}
 	start := time.Now()
 	notified := false
@@ -137,7 +137,7 @@ func AcquireNotify(ctx context.Context, stateDir, job string, wait time.Duration
 	b, _ := json.Marshal(l.Holder)
 	if err := rewrite(f, append(b, '\n')); err != nil {
 		l.Release()
-		return nil, fmt.Errorf("cannot write lock file %s: %v", path, err)
+		return nil, fmt.Errorf("cannot write lock file %s: %w", path, unwrapPath(err))
 	}
 	return l, nil
 }

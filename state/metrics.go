@@ -56,6 +56,8 @@ func registry(f *File) *prometheus.Registry {
 	dedup := fam("last_success_deduplicated_size_bytes", "New data the last successful backup added to the repository.")
 	files := fam("last_success_files", "Files in the archive written by the last successful backup.")
 	archives := fam("repository_archives", "Archives in the repository when a job last counted them.")
+	unreadable := fam("last_run_unreadable_files", "Files the last backup could not read (permission denied, I/O error): the archive lacks them and the run failed.")
+	partial := fam("last_run_partial", "1 if the last backup's archive lacks parts that could not be gathered (Docker down, a container missing).")
 
 	for _, e := range f.Entries {
 		l := [][2]string{{"job", e.Job}, {"repository", e.Repository}}
@@ -65,6 +67,10 @@ func registry(f *File) *prometheus.Registry {
 		exitCode.add(l, float64(r.ExitCode))
 		success.add(l, b2f(r.Succeeded()))
 		warnings.add(l, float64(len(r.Warnings)))
+		if e.Job == JobBackup {
+			unreadable.add(l, float64(r.Unreadable))
+			partial.add(l, b2f(r.Status == StatusPartial))
+		}
 		if s := e.LastSuccess; s != nil {
 			lastOK.add(l, unix(s.End))
 			if s.Archive != "" && e.Job == JobBackup {
@@ -84,7 +90,7 @@ func registry(f *File) *prometheus.Registry {
 	}
 
 	reg := prometheus.NewPedanticRegistry()
-	families := []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives}
+	families := []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives, unreadable, partial}
 	for _, m := range append(families, usageFamilies(f, time.Now())...) {
 		m.register(reg)
 	}

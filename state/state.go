@@ -35,6 +35,9 @@ const (
 	StatusOK      Status = "ok"
 	StatusWarning Status = "warning" // finished, with something to say (exit 1): the archive exists
 	StatusFailed  Status = "failed"
+	// StatusPartial: the archive was written but lacks parts that could not be gathered (Docker
+	// down, a container missing); Missing says which. Not a success: exit 2.
+	StatusPartial Status = "partial"
 )
 
 // Limits that keep the state file small whatever borg reports.
@@ -69,6 +72,12 @@ type Outcome struct {
 	// Usage is the repository's size and free space, when a backup could tell; Record keeps a
 	// history of them for the growth estimate.
 	Usage *UsageSample `json:"usage,omitempty"`
+	// Unreadable is how many files borg could not read (permission denied, I/O error): the
+	// archive lacks them and the run failed. Files that changed or vanished while read are
+	// Warnings, not this.
+	Unreadable int `json:"unreadable_files,omitempty"`
+	// Missing are the parts a backup could not gather, one line each saying why.
+	Missing []string `json:"missing,omitempty"`
 }
 
 // Duration is how long the run took for this repository.
@@ -148,7 +157,7 @@ func MakeDir(stateDir string) error {
 		return nil
 	}
 	if err := os.MkdirAll(stateDir, DirMode); err != nil {
-		return fmt.Errorf("cannot create state directory %s: %v", stateDir, unwrapPath(err))
+		return fmt.Errorf("cannot create state directory %s: %w", stateDir, unwrapPath(err))
 	}
 	return os.Chmod(stateDir, DirMode) // MkdirAll's mode is filtered by the umask
 }
@@ -223,6 +232,8 @@ func Complete(o Outcome) Outcome {
 		switch {
 		case o.Error != "":
 			o.Status = StatusFailed
+		case len(o.Missing) > 0:
+			o.Status = StatusPartial
 		case len(o.Warnings) > 0:
 			o.Status = StatusWarning
 		default:
@@ -239,7 +250,7 @@ func Complete(o Outcome) Outcome {
 	switch {
 	case o.Status == StatusWarning && o.ExitCode == 0:
 		o.ExitCode = 1
-	case o.Status == StatusFailed && o.ExitCode < 2:
+	case (o.Status == StatusFailed || o.Status == StatusPartial) && o.ExitCode < 2:
 		o.ExitCode = 2
 	}
 	o.Error = oneLine(o.Error)
@@ -251,6 +262,10 @@ func Complete(o Outcome) Outcome {
 	}
 	for i, w := range o.Warnings {
 		o.Warnings[i] = oneLine(w)
+	}
+	o.Missing = append([]string(nil), o.Missing...)
+	for i, m := range o.Missing {
+		o.Missing[i] = oneLine(m)
 	}
 	return o
 }
