@@ -110,9 +110,10 @@ func (r *Runner) Run(ctx context.Context, c Call) (*Result, error) {
 	cmd := exec.Command(r.binary(), args...)
 	cmd.Dir = c.Dir
 	cmd.Stdin = nil // /dev/null: no prompt can hang an unattended run
-	// Its own process group, so a terminal's Ctrl-C reaches borg only through us; SIGINT when we
+	// Its own process group, so a terminal's Ctrl-C reaches borg only through us; SIGTERM when we
 	// die (SIGKILL, a crash), so borg never runs on as an orphan holding the repository lock.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
+	// borg ends cleanly on SIGTERM too and releases its lock.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 
 	var stdout bytes.Buffer
 	if c.Stdout != nil {
