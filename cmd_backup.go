@@ -89,6 +89,7 @@ type BackupReport struct {
 	Archive      string          `json:"archive"`
 	DryRun       bool            `json:"dry_run"`
 	Skipped      []string        `json:"skipped,omitempty"`
+	Notes        []string        `json:"notes,omitempty"`
 	Paths        []string        `json:"paths"`
 	Groups       []sources.Group `json:"groups"`
 	Repositories []BackupSummary `json:"repositories"`
@@ -163,7 +164,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	}()
 
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
-		Skipped: g.Skipped, Paths: g.Paths, Groups: g.Manifest.Groups}
+		Skipped: g.Skipped, Notes: g.Notes, Paths: g.Paths, Groups: g.Manifest.Groups}
 
 	// 3. borg create to every reachable repository.
 	failed, warned := 0, 0
@@ -332,6 +333,9 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 	}
 	for _, s := range rep.Skipped {
 		fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	for _, s := range rep.Repositories {
 		switch {

@@ -57,6 +57,7 @@ type Gathered struct {
 	// the other entries of COUCHDB_DATA, .env, the compose files, then StagingName.
 	Paths        []string
 	Skipped      []string // one line per skipped part, saying what the archive lacks
+	Notes        []string // what the user should know, e.g. that CouchDB was not running
 	Manifest     *Manifest
 	ManifestPath string
 	Containers   map[string]Container // by service
@@ -131,6 +132,17 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		return nil, fmt.Errorf("no compose files (*.yml) in %s or %s; check CHT_COMPOSE_PATH in %s, or skip compose", layout.ComposePath, layout.UpgradeServiceDir(), layout.EnvFile)
 	}
 
+	// Ask the live CouchDB before borg reads any of its files, and make sure COUCHDB_DATA is
+	// what it really uses.
+	env, err := ParseEnvFile(layout.EnvFile)
+	if err != nil {
+		return nil, err
+	}
+	live, liveNotes, err := askLiveCouchDB(ctx, o.Docker, layout, env)
+	if err != nil {
+		return nil, err
+	}
+
 	runID := o.RunID
 	if runID == "" {
 		runID = NewRunID(o.Now)
@@ -139,7 +151,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gathered{WorkDir: st.Dir, staging: st, Containers: map[string]Container{}}
+	g := &Gathered{WorkDir: st.Dir, staging: st, Containers: map[string]Container{}, Notes: liveNotes}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -219,10 +231,11 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			ComposePath:  layout.ComposePath,
 			ComposeFiles: orEmpty(composeItems),
 		},
-		EnvKeys:    orEmpty(layout.EnvKeys),
-		Containers: g.Containers,
-		Skipped:    orEmptySkipped(skipped),
-		SHA256:     map[string]string{},
+		EnvKeys:     orEmpty(layout.EnvKeys),
+		Containers:  g.Containers,
+		Skipped:     orEmptySkipped(skipped),
+		SHA256:      map[string]string{},
+		CouchDBLive: &live,
 	}
 	for _, p := range g.Paths {
 		if p == StagingName {

@@ -85,6 +85,7 @@ func registry(f *File) *prometheus.Registry {
 
 	reg := prometheus.NewPedanticRegistry()
 	families := []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives}
+	families = append(families, couchDBFamilies(f)...)
 	for _, m := range append(families, usageFamilies(f, time.Now())...) {
 		m.register(reg)
 	}

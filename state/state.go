@@ -69,6 +69,9 @@ type Outcome struct {
 	// Usage is the repository's size and free space, when a backup could tell; Record keeps a
 	// history of them for the growth estimate.
 	Usage *UsageSample `json:"usage,omitempty"`
+
+	// CouchDB is the CouchDB drill of a verify or in-place restore, when one was tried.
+	CouchDB *CouchDBDrill `json:"couchdb,omitempty"`
 }
 
 // Duration is how long the run took for this repository.
