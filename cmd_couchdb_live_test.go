@@ -441,3 +441,26 @@ func TestVerifyDrillInterruptedLeavesNothing(t *testing.T) {
 		t.Errorf("scratch copy left behind: %v", left)
 	}
 }
+
+// COUCHDB_DATA naming another directory than the one the running CouchDB mounts: the backup fails
+// (exit 2), names both paths, and archives nothing; a stale copy is never archived in silence.
+func TestBackupRefusesCOUCHDB_DATAThatIsNotTheLiveMount(t *testing.T) {
+	w := newWorld(t)
+	h, _ := newRealCHTHost(t, w)
+	stale := filepath.Join(w.dir, "old-couchdb")
+	if err := os.MkdirAll(filepath.Join(stale, "shards"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := os.ReadFile(h.tree.EnvFile)
+	if err := os.WriteFile(h.tree.EnvFile, []byte(strings.ReplaceAll(string(env), "COUCHDB_DATA="+h.tree.CouchDBData, "COUCHDB_DATA="+stale)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.mustInit(t, w.remoteRepo())
+	r := w.run(w.backupArgs(h)...)
+	if r.code != 2 || !strings.Contains(r.stderr, stale) || !strings.Contains(r.stderr, h.tree.CouchDBData) {
+		t.Fatalf("want exit 2 naming %s and %s:\n%s", stale, h.tree.CouchDBData, r)
+	}
+	if names := archiveNames(t, w, w.remoteRepo()); len(names) != 0 {
+		t.Fatalf("nothing may be archived, found %v", names)
+	}
+}

@@ -169,6 +169,8 @@ func DrillCouchDB(ctx context.Context, o DrillOptions, m *sources.Manifest, data
 				f.OK, f.Note = true, "deleted while the backup ran: none of its shard files were there when borg read them"
 			case !ok:
 				f.Problem = "CouchDB cannot open it in the restored copy"
+			case got.OpenError != "":
+				f.Problem = "CouchDB cannot open it in the restored copy: " + got.OpenError
 			default:
 				f.Restored = &got
 				f.OK = true
@@ -186,13 +188,23 @@ func DrillCouchDB(ctx context.Context, o DrillOptions, m *sources.Manifest, data
 		for _, name := range sortedKeys(figures) {
 			if !seen[name] {
 				got := figures[name]
-				d.Databases = append(d.Databases, DatabaseFinding{Name: name, OK: true, Restored: &got, Note: "created while the backup ran"})
+				f := DatabaseFinding{Name: name, OK: true, Restored: &got, Note: "created while the backup ran"}
+				if got.OpenError != "" {
+					f = DatabaseFinding{Name: name, Problem: "CouchDB cannot open it in the restored copy: " + got.OpenError}
+					failed = append(failed, fmt.Sprintf("database %s: %s", name, f.Problem))
+				}
+				d.Databases = append(d.Databases, f)
 			}
 		}
 	} else {
 		for _, name := range sortedKeys(figures) {
 			got := figures[name]
-			d.Databases = append(d.Databases, DatabaseFinding{Name: name, OK: true, Restored: &got, Note: "opens; no live figures to compare with"})
+			f := DatabaseFinding{Name: name, OK: true, Restored: &got, Note: "opens; no live figures to compare with"}
+			if got.OpenError != "" {
+				f = DatabaseFinding{Name: name, Problem: "CouchDB cannot open it in the restored copy: " + got.OpenError}
+				failed = append(failed, fmt.Sprintf("database %s: %s", name, f.Problem))
+			}
+			d.Databases = append(d.Databases, f)
 		}
 	}
 	if len(failed) > 0 {
@@ -251,16 +263,29 @@ func runDrillContainer(ctx context.Context, cli *client.Client, image, dataDir s
 	cleanupCtx := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	}
-	if _, err := cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels}); err != nil {
-		return nil, "", fmt.Errorf("cannot create the drill's Docker network: %v", err)
-	}
+	// Both are removed by name, also when their creation was cancelled by a signal: the engine may
+	// finish a create whose caller has gone, so a cancelled run looks once more a moment later.
 	defer func() {
 		c, cancel := cleanupCtx()
 		defer cancel()
-		if err := cli.NetworkRemove(c, name); err != nil {
-			log.Errorf("cannot remove the drill's Docker network %s: %v; remove it with `docker network rm %s`", name, err, name)
+		for try := 0; try < 2; try++ {
+			if try > 0 {
+				if ctx.Err() == nil {
+					break
+				}
+				time.Sleep(time.Second)
+			}
+			if err := cli.ContainerRemove(c, name, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !client.IsErrNotFound(err) {
+				log.Errorf("cannot remove the drill's container %s: %v; remove it with `docker rm -f %s`", name, err, name)
+			}
+			if err := cli.NetworkRemove(c, name); err != nil && !client.IsErrNotFound(err) {
+				log.Errorf("cannot remove the drill's Docker network %s: %v; remove it with `docker network rm %s`", name, err, name)
+			}
 		}
 	}()
+	if _, err := cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels}); err != nil {
+		return nil, "", fmt.Errorf("cannot create the drill's Docker network: %v", err)
+	}
 	user, password := "cht-backup-drill", randomHex(16)
 	resp, err := cli.ContainerCreate(ctx,
 		&container.Config{
@@ -275,13 +300,6 @@ func runDrillContainer(ctx context.Context, cli *client.Client, image, dataDir s
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot create the drill's CouchDB container from %s: %v", image, err)
 	}
-	defer func() {
-		c, cancel := cleanupCtx()
-		defer cancel()
-		if err := cli.ContainerRemove(c, resp.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
-			log.Errorf("cannot remove the drill's container %s: %v; remove it with `docker rm -f %s`", name, err, name)
-		}
-	}()
 	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		return nil, "", fmt.Errorf("cannot start CouchDB (%s) on the restored copy: %v", image, err)
 	}
@@ -333,7 +351,10 @@ func runDrillContainer(ctx context.Context, cli *client.Client, image, dataDir s
 			continue
 		}
 		if err != nil {
-			return nil, version, err
+			if ctx.Err() != nil {
+				return nil, version, ctx.Err()
+			}
+			f.OpenError = err.Error() // this database, not the drill: the others are still asked
 		}
 		out[n] = f
 	}

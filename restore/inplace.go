@@ -300,6 +300,9 @@ func (p *Plan) Describe(w io.Writer) {
 	fmt.Fprintf(w, "  (%s)\n", what)
 	fmt.Fprintf(w, "  1. extract the archive next to the CouchDB data, in %s (CHT keeps running; needs about %s, %s free)\n",
 		p.ScratchParent, sources.HumanBytes(p.NeedBytes), sources.HumanBytes(p.FreeBytes))
+	if mode, _ := ParseDrillMode(p.drill.Mode); mode != DrillNever {
+		fmt.Fprintf(w, "     then start CouchDB on a copy of it and check that every database opens (--couchdb %s)\n", mode)
+	}
 	var names, down []string
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		c := p.Containers[i]

@@ -32,6 +32,8 @@ type DatabaseFigures struct {
 	DocDelCount int64  `json:"doc_del_count"`
 	// UpdateSeq is the numeric part of update_seq ("1234-g1AAAA..." -> 1234).
 	UpdateSeq int64 `json:"update_seq"`
+	// OpenError says why CouchDB could not give this database's figures (drill findings only).
+	OpenError string `json:"open_error,omitempty"`
 }
 
 // LiveCouchDB is what the live CouchDB said before borg read any of its files: the reference a
