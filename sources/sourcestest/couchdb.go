@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,25 +27,50 @@ import (
 // ../shared/couchdb/ (a root-filesystem tarball; no image registry is reachable).
 const RealCouchDBImage = "couchdb-real:3"
 
-// NeedRealCouchDB skips the test, loudly, when the real CouchDB image is not loaded: that happens
-// only on a clone without ../shared/couchdb/ beside it. It fails the test when Docker is down.
+// NeedRealCouchDB makes sure the real CouchDB image is loaded: it imports it with
+// ../shared/couchdb/load-image.sh when the tarball is there and the image is not. It skips the
+// test, loudly, only when there is no tarball either (an outside clone without ../shared). It
+// fails the test when Docker is down or the import fails.
 func NeedRealCouchDB(t testing.TB) *client.Client {
 	t.Helper()
 	cli := DockerClient(t)
-	if _, err := cli.ImageInspect(context.Background(), RealCouchDBImage); err != nil {
-		if client.IsErrNotFound(err) {
-			t.Skipf("SKIPPED: the real CouchDB image %s is not loaded: %s is missing (an outside clone has no ../shared); "+
-				"put shared/couchdb/ beside the repository and run scripts/test-env.sh", RealCouchDBImage, sharedCouchDBDir())
-		}
-		t.Fatalf("sourcestest: inspecting %s: %v", RealCouchDBImage, err)
+	realImageOnce.Do(func() { realImageErr = loadRealCouchDB(cli) })
+	if errors.Is(realImageErr, errNoTarball) {
+		t.Skipf("SKIPPED: the real CouchDB image %s is not loaded and %s is missing (an outside clone has no ../shared); "+
+			"put shared/couchdb/ beside the repository and run scripts/test-env.sh", RealCouchDBImage, sharedCouchDBDir())
+	}
+	if realImageErr != nil {
+		t.Fatalf("sourcestest: %v", realImageErr)
 	}
 	return cli
+}
+
+var (
+	realImageOnce sync.Once
+	realImageErr  error
+	errNoTarball  = errors.New("no CouchDB tarball")
+)
+
+func loadRealCouchDB(cli *client.Client) error {
+	if _, err := cli.ImageInspect(context.Background(), RealCouchDBImage); err == nil {
+		return nil
+	} else if !client.IsErrNotFound(err) {
+		return fmt.Errorf("inspecting %s: %v", RealCouchDBImage, err)
+	}
+	loader := filepath.Join(sharedCouchDBDir(), "load-image.sh")
+	if _, err := os.Stat(filepath.Join(sharedCouchDBDir(), "couchdb-3.4.3-rootfs.tar.xz")); err != nil {
+		return errNoTarball
+	}
+	if out, err := exec.Command("bash", loader, RealCouchDBImage).CombinedOutput(); err != nil {
+		return fmt.Errorf("loading the real CouchDB image with %s: %v\n%s", loader, err, out)
+	}
+	return nil
 }
 
 // sharedCouchDBDir is where the CouchDB tarball is expected: ../shared/couchdb from the repository.
 func sharedCouchDBDir() string {
 	_, self, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(self), "..", "..", "..", "shared", "couchdb")
+	return filepath.Clean(filepath.Join(filepath.Dir(self), "..", "..", "..", "shared", "couchdb"))
 }
 
 // StartRealCHT starts the containers of a CHT-like compose project for tree (which should be
