@@ -293,8 +293,8 @@ func checkDrillRecorded(t *testing.T, w *world, committed map[string]map[string]
 	metrics, _ := os.ReadFile(filepath.Join(w.stateDir, "metrics", "cht_backup.prom"))
 	for _, want := range []string{
 		`cht_backup_couchdb_drill_status{job="verify",repository="` + w.remoteRepo() + `"} 1`,
-		`cht_backup_couchdb_drill_database_ok{job="verify",repository="` + w.remoteRepo() + `",database="medic"} 1`,
-		`cht_backup_couchdb_drill_database_docs{job="verify",repository="` + w.remoteRepo() + `",database="_users"} 16`,
+		`cht_backup_couchdb_drill_database_ok{database="medic",job="verify",repository="` + w.remoteRepo() + `"} 1`,
+		`cht_backup_couchdb_drill_database_docs{database="_users",job="verify",repository="` + w.remoteRepo() + `"} 16`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
