@@ -109,6 +109,7 @@ type BackupReport struct {
 	DryRun       bool            `json:"dry_run"`
 	Skipped      []string        `json:"skipped,omitempty"`
 	Missing      []string        `json:"missing,omitempty"` // parts that could not be gathered: the archive is partial
+	Notes        []string        `json:"notes,omitempty"`
 	Paths        []string        `json:"paths"`
 	Groups       []sources.Group `json:"groups"`
 	Repositories []BackupSummary `json:"repositories"`
@@ -170,7 +171,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	}
 
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
-		Skipped: g.Skipped, Missing: g.Missing, Paths: g.Paths, Groups: g.Manifest.Groups}
+		Skipped: g.Skipped, Missing: g.Missing, Notes: g.Notes, Paths: g.Paths, Groups: g.Manifest.Groups}
 
 	// 3. borg create to every reachable repository.
 	failed, warned, partial := 0, 0, 0
@@ -393,6 +394,9 @@ func printBackupReport(w io.Writer, rep BackupReport) {
 	}
 	for _, s := range rep.Missing {
 		fmt.Fprintf(w, "MISSING %s\n", s)
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	for _, s := range rep.Repositories {
 		switch {

@@ -41,6 +41,7 @@ func restoreCommand() *cli.Command {
 			&cli.BoolFlag{Name: "in-place", Usage: "put the archive back on this CHT host (disaster recovery, or a fresh host with CHT installed)"},
 			&cli.BoolFlag{Name: "force", Usage: "restore into a non-empty --target DIR; what the layout replaces is moved aside"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask before an in-place restore (for scripts)"},
+			couchdbFlag,
 			jsonFlag,
 		},
 		Action: withOptions(nil, func(c *cli.Context, o *options) error {
@@ -58,7 +59,14 @@ func restoreCommand() *cli.Command {
 				return usageErrorf("say where to restore: --target DIR (into a directory) or --in-place (onto this CHT host)")
 			case ro.Force && ro.InPlace:
 				return usageErrorf("--force is for --target; an in-place restore always moves what it replaces aside")
+			case c.IsSet("couchdb") && !ro.InPlace:
+				return usageErrorf("--couchdb is for --in-place (and verify); boot a --target copy yourself, or run verify")
 			}
+			mode, err := restore.ParseDrillMode(c.String("couchdb"))
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			ro.CouchDB = mode
 			if ro.Target != "" {
 				if live := restore.LiveClash(o.ChtDir, ro.Target); live != "" {
 					return usageErrorf("--target %s would put the archive over this host's live %s (with --force it would move it aside from under the running CHT); restore onto this host with --in-place, or choose another directory", ro.Target, live)
@@ -75,6 +83,7 @@ type restoreOptions struct {
 	InPlace bool
 	Force   bool
 	Yes     bool
+	CouchDB string // drill mode for --in-place
 }
 
 // runRestore finds the archive and, for --in-place, shows the plan and asks, all before it takes
@@ -98,11 +107,12 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 	}
 	prog := newProgressLine(o, repo.Raw, extractProgress)
 	src := restore.Source{Runner: r, Repo: repo, Archive: name, OnProgress: prog.update}
-	asJob := func(body func(ctx context.Context) error) error {
+	asJob := func(body func(ctx context.Context, oc *state.Outcome) error) error {
 		return runJob(ctx, o, state.JobRestore, func(ctx context.Context) ([]state.Outcome, error) {
 			start := time.Now()
-			err := body(ctx)
-			oc := state.Outcome{Repository: repo.Raw, Archive: name, Start: start, End: time.Now()}
+			oc := state.Outcome{Repository: repo.Raw, Archive: name, Start: start}
+			err := body(ctx, &oc)
+			oc.End = time.Now()
 			if exitCode(err) == exitWarning {
 				oc.Warnings = []string{oneLine(err.Error())}
 			} else if err != nil {
@@ -112,7 +122,7 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 		})
 	}
 	if ro.Target != "" {
-		return asJob(func(ctx context.Context) error { return restoreToTarget(ctx, o, src, ro, out, prog) })
+		return asJob(func(ctx context.Context, _ *state.Outcome) error { return restoreToTarget(ctx, o, src, ro, out, prog) })
 	}
 	return restoreInPlace(ctx, o, src, ro, in, out, prog, asJob)
 }
@@ -238,13 +248,14 @@ func restoreError(err error, target string) error {
 }
 
 func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro restoreOptions, in *os.File, out io.Writer, prog *progressLine,
-	asJob func(func(context.Context) error) error) error {
+	asJob func(func(context.Context, *state.Outcome) error) error) error {
 	docker, err := sources.NewDockerClient(ctx)
 	if err != nil {
 		return &userError{err: err, hint: "start Docker: an in-place restore stops CHT's containers and copies files back into them (or restore --target and copy by hand)"}
 	}
 	defer docker.Close()
-	plan, err := restore.PlanInPlace(ctx, restore.InPlaceOptions{Source: src, CHTDir: o.ChtDir, StateDir: o.StateDir, Docker: docker, Log: o.Log})
+	plan, err := restore.PlanInPlace(ctx, restore.InPlaceOptions{Source: src, CHTDir: o.ChtDir, StateDir: o.StateDir, Docker: docker,
+		CouchDB: restore.DrillOptions{Mode: ro.CouchDB, Docker: docker, Log: o.Log}, Log: o.Log})
 	if err != nil {
 		return restoreError(err, "")
 	}
@@ -269,9 +280,10 @@ func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro rest
 			return &userError{err: errors.New("not confirmed; nothing was changed"), hint: "run again and answer yes to restore", code: exitUsage}
 		}
 	}
-	return asJob(func(ctx context.Context) error {
+	return asJob(func(ctx context.Context, oc *state.Outcome) error {
 		res, runErr := plan.Run(ctx)
 		prog.done()
+		oc.CouchDB = drillState(res.CouchDB)
 		if o.JSON {
 			if err := writeJSON(out, res); err != nil {
 				return err
@@ -298,6 +310,7 @@ func printInPlaceResult(w io.Writer, res *restore.InPlaceResult) {
 	} else {
 		fmt.Fprintf(w, "restore in place FAILED at step %q: %s\n", res.FailedStep, res.Error)
 	}
+	printCouchDBDrill(w, res.CouchDB) // before CHT was stopped
 	var stopped []string
 	for _, c := range res.Stopped {
 		stopped = append(stopped, c.Name)

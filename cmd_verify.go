@@ -26,14 +26,20 @@ func verifyCommand() *cli.Command {
 			"groups may hold more than the manifest counted (CouchDB writes while the backup runs); less is a\n" +
 			"failure. A damaged archive makes the extraction fail, with the reason. Exit 0: every archive passed;\n" +
 			"2: at least one failed.",
-		Flags: []cli.Flag{jsonFlag},
+		Flags: []cli.Flag{jsonFlag, couchdbFlag},
 		Action: withOptions(func(c *cli.Context) error { return maxArgs(c, 1, "one archive name") }, func(c *cli.Context, o *options) error {
 			archive := c.Args().First()
 			if archive == "" {
 				archive = "latest"
 			}
+			mode, err := restore.ParseDrillMode(c.String("couchdb"))
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
 			return runJob(c.Context, o, state.JobVerify, func(ctx context.Context) ([]state.Outcome, error) {
-				results, err := runVerify(ctx, o, archive, os.Stdout)
+				drill, closeDocker := drillOptions(ctx, o, mode)
+				defer closeDocker()
+				results, err := runVerify(ctx, o, archive, drill, os.Stdout)
 				return verifyOutcomes(results), err
 			})
 		}),
@@ -42,7 +48,7 @@ func verifyCommand() *cli.Command {
 
 // runVerify drills archive in every configured repository and returns the results, one per
 // repository, for printing and recording.
-func runVerify(ctx context.Context, o *options, archive string, out io.Writer) ([]restore.VerifyResult, error) {
+func runVerify(ctx context.Context, o *options, archive string, drill restore.DrillOptions, out io.Writer) ([]restore.VerifyResult, error) {
 	if err := o.requireRepos(); err != nil {
 		return nil, err
 	}
@@ -65,6 +71,7 @@ func runVerify(ctx context.Context, o *options, archive string, out io.Writer) (
 		res := restore.Verify(ctx, restore.VerifyOptions{
 			Source:   restore.Source{Runner: r, Repo: repo, Archive: name, OnProgress: prog.update},
 			StateDir: o.StateDir,
+			CouchDB:  drill,
 			Log:      o.Log,
 		})
 		prog.done()
@@ -106,6 +113,7 @@ func printVerifyResults(w io.Writer, results []restore.VerifyResult) {
 	for _, res := range results {
 		fmt.Fprintf(w, "verify %s::%s\n", res.Repository, res.Archive)
 		printGroupChecks(w, res.Groups)
+		printCouchDBDrill(w, res.CouchDB)
 		took := time.Duration(res.DurationSeconds * float64(time.Second)).Round(time.Second)
 		if res.OK {
 			fmt.Fprintf(w, "  verdict: OK, the archive restores: %d files (%s) match what was backed up; took %s; the scratch copy is removed\n",
@@ -120,7 +128,7 @@ func printVerifyResults(w io.Writer, results []restore.VerifyResult) {
 func verifyOutcomes(results []restore.VerifyResult) []state.Outcome {
 	var outs []state.Outcome
 	for _, r := range results {
-		oc := state.Outcome{Repository: r.Repository, Archive: r.Archive, Files: r.Files, Start: r.Started, End: r.Started.Add(r.Duration)}
+		oc := state.Outcome{Repository: r.Repository, Archive: r.Archive, Files: r.Files, Start: r.Started, End: r.Started.Add(r.Duration), CouchDB: drillState(r.CouchDB)}
 		if !r.OK {
 			oc.Error = oneLine(r.Reason)
 			if oc.Error == "" && r.Err != nil {
@@ -130,4 +138,79 @@ func verifyOutcomes(results []restore.VerifyResult) []state.Outcome {
 		outs = append(outs, oc)
 	}
 	return outs
+}
+
+var couchdbFlag = &cli.StringFlag{Name: "couchdb", Value: restore.DrillAuto,
+	Usage: "start CouchDB (the host's own image, isolated) on the restored copy and check every database against the live figures of backup time: " +
+		"`auto` when Docker and the image are there, always (fail when it cannot), never"}
+
+// drillOptions connects to Docker for the CouchDB drill unless it is off; without Docker the
+// drill says why it could not run.
+func drillOptions(ctx context.Context, o *options, mode string) (restore.DrillOptions, func()) {
+	d := restore.DrillOptions{Mode: mode, Log: o.Log}
+	if mode == restore.DrillNever {
+		return d, func() {}
+	}
+	cli, err := sources.NewDockerClient(ctx)
+	if err != nil {
+		d.DockerErr = err
+		return d, func() {}
+	}
+	d.Docker = cli
+	return d, func() { cli.Close() }
+}
+
+// printCouchDBDrill says what CouchDB said of the restored copy, per database.
+func printCouchDBDrill(w io.Writer, d *restore.CouchDBDrill) {
+	if d == nil {
+		return
+	}
+	switch d.Status {
+	case restore.DrillNotRun:
+		fmt.Fprintf(w, "  couchdb drill: NOT RUN: %s\n", d.Reason)
+		return
+	case restore.DrillPassed:
+		fmt.Fprintf(w, "  couchdb drill: passed: CouchDB %s (image %s) opened the restored copy\n", d.Version, d.Image)
+	default:
+		fmt.Fprintf(w, "  couchdb drill: FAILED: %s\n", d.Reason)
+	}
+	fmt.Fprintf(w, "    compared with: %s\n", d.Reference)
+	for _, db := range d.Databases {
+		mark := "ok     "
+		if !db.OK {
+			mark = "FAILED "
+		}
+		line := ""
+		if r := db.Restored; r != nil {
+			line = fmt.Sprintf("%d docs + %d deleted, seq %d", r.DocCount, r.DocDelCount, r.UpdateSeq)
+			if rec := db.Recorded; rec != nil {
+				line += fmt.Sprintf(" (live at backup: %d + %d, seq %d)", rec.DocCount, rec.DocDelCount, rec.UpdateSeq)
+			}
+		}
+		for _, s := range []string{db.Problem, db.Note} {
+			if s != "" {
+				if line != "" {
+					line += "; "
+				}
+				line += s
+			}
+		}
+		fmt.Fprintf(w, "    %s %-20s %s\n", mark, db.Name, line)
+	}
+}
+
+// drillState is the drill as state.json and the metrics record it.
+func drillState(d *restore.CouchDBDrill) *state.CouchDBDrill {
+	if d == nil {
+		return nil
+	}
+	s := &state.CouchDBDrill{Status: d.Status, Reason: oneLine(d.Reason), Image: d.Image, Version: d.Version, Reference: d.Reference}
+	for _, db := range d.Databases {
+		sd := state.CouchDBDatabase{Name: db.Name, OK: db.OK, Problem: db.Problem}
+		if r := db.Restored; r != nil {
+			sd.DocCount, sd.DocDelCount, sd.UpdateSeq = r.DocCount, r.DocDelCount, r.UpdateSeq
+		}
+		s.Databases = append(s.Databases, sd)
+	}
+	return s
 }

@@ -185,3 +185,26 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestItemsArgsAndParse(t *testing.T) {
+	repo, err := ParseRepository("/srv/repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ItemsArgs(repo, "host-1", "a/b")
+	want := []string{"list", "--log-json", "--json-lines", "/srv/repo::host-1", "a/b"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("ItemsArgs = %q, want %q", got, want)
+	}
+	items, err := ParseItems([]byte(`{"type": "d", "mode": "drwxr-xr-x", "path": "h/couchdb", "size": 0}
+{"type": "-", "mode": "-rw-r--r--", "path": "h/couchdb/shards/00-ff/medic.1.couch", "size": 1234, "healthy": true}
+
+{"type": "l", "path": "x/link", "linktarget": "t", "size": 0}
+`))
+	if err != nil || len(items) != 3 || items[1].Size != 1234 || items[1].Type != "-" || items[0].Type != "d" || items[2].Path != "x/link" {
+		t.Fatalf("ParseItems = %+v, %v", items, err)
+	}
+	if _, err := ParseItems([]byte("not json\n")); err == nil {
+		t.Fatal("garbage must be an error")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 )
 
@@ -27,13 +28,15 @@ type Count struct {
 type GroupCheck struct {
 	Name     string   `json:"name"`
 	OK       bool     `json:"ok"`
-	Skipped  bool     `json:"skipped,omitempty"` // the backup left this part out on request
-	Line     string   `json:"line"`              // one line in plain words
-	Manifest Count    `json:"manifest"`
+	Skipped  bool     `json:"skipped,omitempty"`  // the backup left this part out on request
+	Line     string   `json:"line"`               // one line in plain words
+	Manifest Count    `json:"manifest"`           // counted when the backup began
+	Archived *Count   `json:"archived,omitempty"` // CouchDB groups: what borg's item list says it archived
 	Restored Count    `json:"restored"`
 	SHA256   int      `json:"sha256_checked"` // files whose checksum was compared
 	Grew     bool     `json:"grew,omitempty"` // CouchDB wrote while the backup ran: more than counted
 	Problems []string `json:"problems,omitempty"`
+	Notes    []string `json:"notes,omitempty"` // reported, not failures (a database CouchDB deleted during the backup)
 }
 
 // CheckResult is a restored copy compared with its manifest.
@@ -43,34 +46,28 @@ type CheckResult struct {
 	Problems []string     `json:"problems,omitempty"` // every failure, one line each
 }
 
-// isCouchDBGroup: CouchDB runs during a backup and its files are append-only, so borg may read more
-// than the manifest counted when it was written.
+// isCouchDBGroup: CouchDB writes and compacts while borg reads, so its files' figures counted
+// before `borg create` are no reference; what borg archived is.
 func isCouchDBGroup(name string) bool {
 	return name == sources.GroupCouchDB || name == sources.GroupIndexes
 }
 
-// Check compares files on disk with the manifest: the sha256 of every small file, and per group
-// the number of files and directories and their bytes. locate maps an archive path to the local
-// path it was restored to. In CouchDB groups more files or bytes than counted is fine (and said);
-// fewer is a failure. In the other groups anything but the same is a failure.
-func Check(ctx context.Context, m *sources.Manifest, locate func(string) string) CheckResult {
+// Check compares files on disk with the archive. Files that do not change (.env, compose, TLS,
+// credentials) must match the manifest exactly: sha256 of each, and per group the number of files
+// and directories and their bytes. CouchDB's files are judged against archived, borg's own item
+// list of the archive: every item must be in the copy, each file at the size borg archived, and
+// each database must have the shard and view index files the archive has. A database whose shard
+// files were all gone from the archive (CouchDB deleted it while borg read) is a note, not a
+// failure. locate maps an archive path to the local path it was restored to.
+func Check(ctx context.Context, m *sources.Manifest, archived []borg.Item, locate func(string) string) CheckResult {
 	res := CheckResult{OK: true}
-	// The restored CouchDB data's per-database inventory, taken once for both CouchDB groups.
-	var inv *sources.CouchDBInventory
-	var invErr error
-	var taken bool
-	restored := func() (*sources.CouchDBInventory, error) {
-		if !taken {
-			taken = true
-			if data := locate(couchDBRoot(m)); data != "" {
-				i, err := sources.InventoryCouchDB(ctx, data)
-				inv, invErr = &i, err
-			}
-		}
-		return inv, invErr
-	}
 	for _, g := range m.Groups {
-		gc := checkGroup(ctx, m, g, locate, restored)
+		var gc GroupCheck
+		if isCouchDBGroup(g.Name) {
+			gc = checkCouchDBGroup(ctx, m, g, archived, locate)
+		} else {
+			gc = checkGroup(ctx, m, g, locate)
+		}
 		if !gc.OK {
 			res.OK = false
 			for _, p := range gc.Problems {
@@ -92,7 +89,7 @@ func Check(ctx context.Context, m *sources.Manifest, locate func(string) string)
 	return res
 }
 
-func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locate func(string) string, restored func() (*sources.CouchDBInventory, error)) GroupCheck {
+func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locate func(string) string) GroupCheck {
 	gc := GroupCheck{Name: g.Name, Manifest: Count{g.Files, g.Dirs, g.Bytes}}
 	for _, p := range g.Paths {
 		local := locate(p)
@@ -142,29 +139,95 @@ func checkGroup(ctx context.Context, m *sources.Manifest, g sources.Group, locat
 	}
 
 	want, got := gc.Manifest, gc.Restored
-	if isCouchDBGroup(g.Name) {
-		if got.Files < want.Files {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%d of %d files are missing", want.Files-got.Files, want.Files))
+	if got.Files != want.Files {
+		gc.Problems = append(gc.Problems, fmt.Sprintf("%d files where the backup had %d", got.Files, want.Files))
+	}
+	if got.Dirs != want.Dirs {
+		gc.Problems = append(gc.Problems, fmt.Sprintf("%d directories where the backup had %d", got.Dirs, want.Dirs))
+	}
+	if got.Bytes != want.Bytes {
+		gc.Problems = append(gc.Problems, fmt.Sprintf("%d bytes where the backup had %d", got.Bytes, want.Bytes))
+	}
+	gc.OK = len(gc.Problems) == 0
+	gc.Line = groupLine(gc)
+	return gc
+}
+
+// checkCouchDBGroup compares a CouchDB group's restored files with borg's item list.
+func checkCouchDBGroup(ctx context.Context, m *sources.Manifest, g sources.Group, archived []borg.Item, locate func(string) string) GroupCheck {
+	gc := GroupCheck{Name: g.Name, Manifest: Count{g.Files, g.Dirs, g.Bytes}, Archived: &Count{}}
+	problem := func(format string, a ...any) { gc.Problems = append(gc.Problems, fmt.Sprintf(format, a...)) }
+	if archived == nil {
+		problem("borg's item list of the archive could not be read, so there is nothing to compare CouchDB's files with")
+	}
+	inArchive := map[string]bool{}
+	archivedFiles, restoredFiles := map[string]int64{}, map[string]int64{}
+	dataRoot := couchDBRoot(m)
+	relToData := func(p string) (string, bool) { return strings.CutPrefix(p, dataRoot+"/") }
+	missing := 0
+	for _, it := range archived {
+		if !underAny(it.Path, g.Paths) {
+			continue
 		}
-		if got.Dirs < want.Dirs {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%d of %d directories are missing", want.Dirs-got.Dirs, want.Dirs))
+		if ctx.Err() != nil {
+			break
 		}
-		if got.Bytes < want.Bytes {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%s fewer than counted at backup time (files were cut short)", sources.HumanBytes(want.Bytes-got.Bytes)))
+		inArchive[it.Path] = true
+		if it.Type == "d" {
+			gc.Archived.Dirs++
+		} else {
+			gc.Archived.Files++
 		}
-		gc.Grew = got.Files > want.Files || got.Bytes > want.Bytes || got.Dirs > want.Dirs
-		gc.Problems = append(gc.Problems, checkDatabases(m, g.Name, restored)...)
-	} else {
-		if got.Files != want.Files {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%d files where the backup had %d", got.Files, want.Files))
+		if it.Type == "-" {
+			gc.Archived.Bytes += it.Size
+			if rel, ok := relToData(it.Path); ok {
+				archivedFiles[rel] = it.Size
+			}
 		}
-		if got.Dirs != want.Dirs {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%d directories where the backup had %d", got.Dirs, want.Dirs))
+		local := locate(it.Path)
+		fi, err := os.Lstat(local)
+		switch {
+		case local == "" || errors.Is(err, fs.ErrNotExist):
+			missing++
+			if missing <= 5 {
+				problem("%s is missing from the restored copy", it.Path)
+			}
+			continue
+		case err != nil:
+			problem("cannot read %s: %v", local, unwrapPath(err))
+			continue
+		case it.Type == "d" && !fi.IsDir(), it.Type == "-" && !fi.Mode().IsRegular():
+			problem("%s is not of the type borg archived (%s)", it.Path, it.Type)
+			continue
 		}
-		if got.Bytes != want.Bytes {
-			gc.Problems = append(gc.Problems, fmt.Sprintf("%d bytes where the backup had %d", got.Bytes, want.Bytes))
+		if it.Type == "-" {
+			if fi.Size() != it.Size {
+				if fi.Size() < it.Size {
+					problem("%s holds %s fewer than counted in the archive (cut short)", it.Path, sources.HumanBytes(it.Size-fi.Size()))
+				} else {
+					problem("%s holds %s more than borg archived", it.Path, sources.HumanBytes(fi.Size()-it.Size))
+				}
+			}
+			if rel, ok := relToData(it.Path); ok {
+				restoredFiles[rel] = fi.Size()
+			}
 		}
 	}
+	if missing > 5 {
+		problem("%d more archived items are missing from the restored copy", missing-5)
+	}
+	for _, p := range g.Paths {
+		if archived != nil && !inArchive[p] {
+			gc.Notes = append(gc.Notes, fmt.Sprintf("%s was there when the backup began but not when borg read it (CouchDB removed it)", p))
+		}
+		if local := locate(p); local != "" {
+			if err := countTree(ctx, local, &gc.Restored); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				problem("cannot read %s: %v", local, unwrapPath(err))
+			}
+		}
+	}
+	gc.Problems = append(gc.Problems, checkDatabases(m, g.Name, sources.DatabasesOf(archivedFiles), sources.DatabasesOf(restoredFiles), &gc.Notes)...)
+	gc.Grew = gc.Archived.Files > gc.Manifest.Files || gc.Archived.Bytes > gc.Manifest.Bytes || gc.Archived.Dirs > gc.Manifest.Dirs
 	gc.OK = len(gc.Problems) == 0
 	gc.Line = groupLine(gc)
 	return gc
@@ -180,18 +243,33 @@ func groupLine(gc GroupCheck) string {
 		return fmt.Sprintf("%s: %s", got, strings.Join(gc.Problems, "; "))
 	}
 	var parts []string
-	if gc.Grew {
-		var more []string
-		if d := gc.Restored.Files - gc.Manifest.Files; d > 0 {
-			more = append(more, plural(d, "file"))
+	if gc.Archived != nil {
+		parts = append(parts, "every file as borg archived it")
+		a, m := *gc.Archived, gc.Manifest
+		var more, fewer []string
+		for _, d := range []struct {
+			diff int64
+			what string
+		}{{a.Files - m.Files, "file"}, {a.Bytes - m.Bytes, ""}, {a.Dirs - m.Dirs, "directory"}} {
+			s := func(n int64) string {
+				if d.what == "" {
+					return sources.HumanBytes(n)
+				}
+				return plural(n, d.what)
+			}
+			if d.diff > 0 {
+				more = append(more, s(d.diff))
+			} else if d.diff < 0 {
+				fewer = append(fewer, s(-d.diff))
+			}
 		}
-		if d := gc.Restored.Bytes - gc.Manifest.Bytes; d > 0 {
-			more = append(more, sources.HumanBytes(d))
+		if len(more) > 0 {
+			parts = append(parts, fmt.Sprintf("%s more than counted when the backup began (CouchDB wrote while borg read; fine)", strings.Join(more, " and ")))
 		}
-		if len(more) == 0 {
-			more = append(more, plural(gc.Restored.Dirs-gc.Manifest.Dirs, "directory"))
+		if len(fewer) > 0 {
+			parts = append(parts, fmt.Sprintf("%s fewer than counted when the backup began (CouchDB compacted or removed files while borg read; fine)", strings.Join(fewer, " and ")))
 		}
-		parts = append(parts, fmt.Sprintf("%s more than counted when the backup began (CouchDB wrote while borg read; fine)", strings.Join(more, " and ")))
+		parts = append(parts, gc.Notes...)
 	} else {
 		parts = append(parts, "as counted at backup time")
 	}
@@ -275,39 +353,48 @@ func fileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// checkDatabases names each database that lost shard files, view index files or bytes, so a
-// failure says which database an admin would miss. restored is the restored data dir's inventory,
-// counted by the same rules as at backup time (sources.InventoryCouchDB).
-func checkDatabases(m *sources.Manifest, group string, restored func() (*sources.CouchDBInventory, error)) []string {
-	if len(m.CouchDB.Databases) == 0 {
-		return nil
+// checkDatabases compares, per database, the restored shard files (or view index files, for the
+// indexes group) with the archived ones, and the archived shard files with those counted when the
+// backup began: a database with none left in the archive was deleted while borg read (a note); one
+// with some but not all lost shard files.
+func checkDatabases(m *sources.Manifest, group string, archived, restored []sources.Database, notes *[]string) []string {
+	byName := func(dbs []sources.Database) map[string]sources.Database {
+		out := map[string]sources.Database{}
+		for _, d := range dbs {
+			out[d.Name] = d
+		}
+		return out
 	}
-	inv, err := restored()
-	if err != nil {
-		return []string{err.Error()}
+	got := byName(restored)
+	index := group == sources.GroupIndexes
+	files := func(d sources.Database) int {
+		if index {
+			return d.ViewIndexFiles
+		}
+		return d.ShardFiles
 	}
-	if inv == nil {
-		return nil // the data dir is not in the restored copy; the group's own check says so
-	}
-	got := map[string]sources.Database{}
-	for _, d := range inv.Databases {
-		got[d.Name] = d
+	what := "shard files"
+	if index {
+		what = "view index files"
 	}
 	var problems []string
+	for _, db := range archived {
+		if want, have := files(db), files(got[db.Name]); have < want {
+			problems = append(problems, fmt.Sprintf("database %s has %d of its %d %s", db.Name, have, want, what))
+		}
+	}
+	if index {
+		return problems // view indexes come and go with design documents, and CouchDB rebuilds them
+	}
+	inArchive := byName(archived)
 	for _, db := range m.CouchDB.Databases {
-		c := got[db.Name]
-		wantFiles, wantBytes, files, bytes, what := db.ShardFiles, db.Bytes, c.ShardFiles, c.Bytes, "shard files"
-		if group == sources.GroupIndexes {
-			wantFiles, wantBytes, files, bytes, what = db.ViewIndexFiles, db.ViewIndexBytes, c.ViewIndexFiles, c.ViewIndexBytes, "view index files"
-		}
-		if wantFiles == 0 {
-			continue
-		}
+		want, have := db.ShardFiles, inArchive[db.Name].ShardFiles
 		switch {
-		case files < wantFiles:
-			problems = append(problems, fmt.Sprintf("database %s has %d of its %d %s", db.Name, files, wantFiles, what))
-		case bytes < wantBytes:
-			problems = append(problems, fmt.Sprintf("database %s: its %s hold %s fewer than at backup time", db.Name, what, sources.HumanBytes(wantBytes-bytes)))
+		case want == 0 || have >= want:
+		case have == 0:
+			*notes = append(*notes, fmt.Sprintf("database %s was deleted while the backup ran: its shard files were gone when borg read them", db.Name))
+		default:
+			problems = append(problems, fmt.Sprintf("database %s has %d of its %d shard files in the archive", db.Name, have, want))
 		}
 	}
 	return problems

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 )
 
@@ -57,9 +59,44 @@ func copyTree(t *testing.T, root string) *sources.Manifest {
 	}
 }
 
-func check(t *testing.T, root string, m *sources.Manifest) CheckResult {
+// archivedItems lists root as `borg list --json-lines` lists an archive of it.
+func archivedItems(t *testing.T, root string) []borg.Item {
 	t.Helper()
-	return Check(context.Background(), m, func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) })
+	var items []borg.Item
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		it := borg.Item{Path: filepath.ToSlash(rel), Type: "-"}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			it.Type = "d"
+		case fi.Mode()&fs.ModeSymlink != 0:
+			it.Type = "l"
+		default:
+			it.Size = fi.Size()
+		}
+		items = append(items, it)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return items
+}
+
+// check compares root with m and with items, borg's list of the archive (nil: root as it is now).
+func check(t *testing.T, root string, m *sources.Manifest, items []borg.Item) CheckResult {
+	t.Helper()
+	if items == nil {
+		items = archivedItems(t, root)
+	}
+	return Check(context.Background(), m, items, func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) })
 }
 
 func group(t *testing.T, c CheckResult, name string) GroupCheck {
@@ -76,9 +113,12 @@ func group(t *testing.T, c CheckResult, name string) GroupCheck {
 func TestCheckPassesAnIdenticalCopy(t *testing.T) {
 	root := t.TempDir()
 	m := copyTree(t, root)
-	c := check(t, root, m)
+	c := check(t, root, m, nil)
 	if !c.OK {
 		t.Fatalf("identical copy failed: %v", c.Problems)
+	}
+	if g := group(t, c, sources.GroupCouchDB); !strings.Contains(g.Line, "every file as borg archived it") || g.Archived == nil || g.Archived.Files != 3 {
+		t.Errorf("couchdb line: %+v", g)
 	}
 	if g := group(t, c, sources.GroupTLS); g.SHA256 != 2 || !strings.Contains(g.Line, "as counted") || !strings.Contains(g.Line, "sha256 of 2 files match") {
 		t.Errorf("tls line: %+v", g)
@@ -96,10 +136,57 @@ func TestCheckAcceptsCouchDBGrowthAndSaysSo(t *testing.T) {
 	f.Write(make([]byte, 4096))
 	f.Close()
 	os.WriteFile(filepath.Join(root, "h/cht/couchdb/shards/00-ff/new.3.couch"), []byte("n"), 0o644)
-	c := check(t, root, m)
+	c := check(t, root, m, nil)
 	g := group(t, c, sources.GroupCouchDB)
 	if !c.OK || !g.Grew || !strings.Contains(g.Line, "1 file and 4.0 KiB more") || !strings.Contains(g.Line, "CouchDB wrote") {
 		t.Fatalf("growth must pass and be said: %+v %v", g, c.Problems)
+	}
+}
+
+// CouchDB compacts while borg reads: files smaller than counted, compaction files and a database
+// that vanished before borg read them are fine when the copy holds what borg archived. A deleted
+// database is said.
+func TestCheckAcceptsCompactionAndDeletionDuringTheBackup(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	m.Groups[1].Files++ // a compaction file counted at the start, gone when borg read
+	m.Groups[1].Paths = append(m.Groups[1].Paths, "h/cht/couchdb/_nodes.couch.compact.data")
+	m.CouchDB.Databases = append(m.CouchDB.Databases, sources.Database{Name: "old-db", ShardFiles: 2, Bytes: 10})
+	os.Truncate(filepath.Join(root, "h/cht/couchdb/shards/00-ff/medic.1.couch"), 200)
+	os.Truncate(filepath.Join(root, "h/cht/couchdb/.shards/00-ff/medic.1_design/mrview/a.view"), 30)
+	c := check(t, root, m, nil)
+	if !c.OK {
+		t.Fatalf("a compacted copy as borg archived it must pass: %v", c.Problems)
+	}
+	g := group(t, c, sources.GroupCouchDB)
+	for _, want := range []string{"1 file and 800 B fewer than counted when the backup began", "database old-db was deleted while the backup ran", "_nodes.couch.compact.data was there when the backup began"} {
+		if !strings.Contains(g.Line, want) {
+			t.Errorf("couchdb line lacks %q: %s", want, g.Line)
+		}
+	}
+	if g := group(t, c, sources.GroupIndexes); !strings.Contains(g.Line, "270 B fewer than counted") {
+		t.Errorf("indexes line: %s", g.Line)
+	}
+}
+
+// The archive itself lacks some of a database's shard files (not all: that is a deletion).
+func TestCheckFailsADatabaseMissingSomeShardsInTheArchive(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	m.CouchDB.Databases[1].ShardFiles = 2
+	c := check(t, root, m, nil)
+	if c.OK || !strings.Contains(strings.Join(c.Problems, "\n"), "database medic has 1 of its 2 shard files in the archive") {
+		t.Fatalf("want a failure naming medic, got %v", c.Problems)
+	}
+}
+
+// Without borg's item list CouchDB's files cannot be judged: a failure, never a silent pass.
+func TestCheckWithoutItemListFails(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	c := Check(context.Background(), m, nil, func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) })
+	if c.OK || !strings.Contains(strings.Join(c.Problems, "\n"), "item list") {
+		t.Fatalf("want a failure about the item list, got %v", c.Problems)
 	}
 }
 
@@ -126,8 +213,9 @@ func TestCheckFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			m := copyTree(t, root)
+			items := archivedItems(t, root)
 			tt.damage(root)
-			c := check(t, root, m)
+			c := check(t, root, m, items)
 			g := group(t, c, tt.group)
 			if c.OK || g.OK || !strings.Contains(g.Line, tt.want) || !strings.Contains(strings.Join(c.Problems, "\n"), tt.want) {
 				t.Fatalf("want a failure naming %q, got %+v (problems %v)", tt.want, g, c.Problems)
@@ -151,7 +239,7 @@ func TestCheckFailsOnASymlinkedEnv(t *testing.T) {
 	}
 	delete(m.SHA256, "h/cht/upgrade-service/.env")
 	m.Group(sources.GroupEnv).Bytes = 0
-	res := check(t, root, m)
+	res := check(t, root, m, nil)
 	if res.OK || !strings.Contains(strings.Join(res.Problems, "\n"), "is a symlink, not the .env file") {
 		t.Fatalf("a symlinked .env must fail the comparison: %+v", res.Problems)
 	}

@@ -76,6 +76,16 @@ func (s Source) Extract(ctx context.Context, dir string, paths ...string) error 
 	return nil
 }
 
+// Items lists what borg archived (paths, types, sizes): the reference for files that CouchDB
+// changed while borg read them, which the manifest could only count before.
+func (s Source) Items(ctx context.Context) ([]borg.Item, error) {
+	res, err := s.Runner.Run(ctx, borg.Call{Args: borg.ItemsArgs(s.Repo, s.Archive)})
+	if err != nil {
+		return nil, err
+	}
+	return borg.ParseItems(res.Stdout)
+}
+
 // FetchManifest extracts only the manifest into dir and reads it.
 func (s Source) FetchManifest(ctx context.Context, dir string) (*sources.Manifest, error) {
 	if err := s.Extract(ctx, dir, ManifestPath); err != nil {

@@ -27,7 +27,9 @@ type InPlaceOptions struct {
 	StateDir string // the manifest and .env are read in <StateDir>/restore/ first
 	Docker   *client.Client
 	Now      time.Time // for the names of moved-aside copies; zero means now
-	Log      logrus.FieldLogger
+	// CouchDB says whether to start CouchDB on a copy of the extracted data before CHT stops.
+	CouchDB DrillOptions
+	Log     logrus.FieldLogger
 }
 
 // PlannedContainerPart is a container directory the restore puts back, and where it saves the
@@ -62,6 +64,7 @@ type Plan struct {
 
 	src    Source
 	docker *client.Client
+	drill  DrillOptions
 	probe  *Scratch
 	log    logrus.FieldLogger
 	held   bool // the test hold (TestHoldEnv) was taken
@@ -88,7 +91,13 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 		return nil, err
 	}
 	p := &Plan{Repository: o.Source.Repo.Raw, Archive: o.Source.Archive, Stamp: o.Now.UTC().Format(StampFormat),
-		src: o.Source, docker: o.Docker, log: discard(o.Log)}
+		src: o.Source, docker: o.Docker, drill: o.CouchDB, log: discard(o.Log)}
+	if p.drill.Docker == nil && p.drill.DockerErr == nil {
+		p.drill.Docker = o.Docker
+	}
+	if p.drill.Log == nil {
+		p.drill.Log = p.log
+	}
 
 	parent := filepath.Join(o.StateDir, "restore")
 	if removed, _ := RemoveStaleScratch(parent, "probe-"); len(removed) > 0 {
@@ -243,6 +252,15 @@ func PlanInPlace(ctx context.Context, o InPlaceOptions) (_ *Plan, err error) {
 		p.log.Warnf("cannot look for scratch left by an earlier restore in %s: %v", p.ScratchParent, err)
 	}
 	p.NeedBytes = archiveBytes(m)
+	if mode, _ := ParseDrillMode(p.drill.Mode); mode != DrillNever {
+		// The CouchDB drill works on a second copy of the data.
+		if g := m.Group(sources.GroupCouchDB); g != nil {
+			p.NeedBytes += g.Bytes
+		}
+		if g := m.Group(sources.GroupIndexes); g != nil {
+			p.NeedBytes += g.Bytes
+		}
+	}
 	if p.FreeBytes, err = checkSpace(p.ScratchParent, p.NeedBytes); err != nil {
 		return nil, err
 	}
@@ -282,6 +300,9 @@ func (p *Plan) Describe(w io.Writer) {
 	fmt.Fprintf(w, "  (%s)\n", what)
 	fmt.Fprintf(w, "  1. extract the archive next to the CouchDB data, in %s (CHT keeps running; needs about %s, %s free)\n",
 		p.ScratchParent, sources.HumanBytes(p.NeedBytes), sources.HumanBytes(p.FreeBytes))
+	if mode, _ := ParseDrillMode(p.drill.Mode); mode != DrillNever {
+		fmt.Fprintf(w, "     then start CouchDB on a copy of it and check that every database opens (--couchdb %s)\n", mode)
+	}
 	var names, down []string
 	for i := len(p.Containers) - 1; i >= 0; i-- {
 		c := p.Containers[i]
@@ -364,6 +385,7 @@ type InPlaceResult struct {
 	Started         []ContainerState `json:"started"`
 	Warnings        []string         `json:"warnings,omitempty"`
 	Notes           []string         `json:"notes,omitempty"`
+	CouchDB         *CouchDBDrill    `json:"couchdb,omitempty"` // CouchDB started on the extracted copy before CHT stopped
 	FailedStep      string           `json:"failed_step,omitempty"`
 	Error           string           `json:"error,omitempty"`
 	ContainersNow   []ContainerState `json:"containers_now,omitempty"` // after a failure: as Docker reports them
@@ -451,8 +473,29 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	}
 	// What was extracted must be what was backed up (the drill's comparison) before anything on
 	// the host changes: a mismatch found now costs nothing.
-	if c := Check(ctx, p.Manifest, func(a string) string { return filepath.Join(x, filepath.FromSlash(a)) }); !c.OK {
+	items, err := p.src.Items(ctx)
+	if err != nil {
+		return fail(StepExtract, err)
+	}
+	if c := Check(ctx, p.Manifest, items, func(a string) string { return filepath.Join(x, filepath.FromSlash(a)) }); !c.OK {
 		return fail(StepExtract, fmt.Errorf("the extracted archive differs from its manifest: %s", strings.Join(c.Problems, "; ")))
+	}
+	// CouchDB must open what goes in place, and a copy of it: the drill changes what it opens.
+	if mode, _ := ParseDrillMode(p.drill.Mode); mode != DrillNever {
+		dcopy := filepath.Join(scratch.Dir, "drill")
+		if err := copyForDrill(ctx, filepath.Join(x, filepath.FromSlash(couchDBRoot(p.Manifest))), dcopy); err != nil {
+			return fail(StepExtract, fmt.Errorf("cannot copy the extracted CouchDB data for the drill: %v", unwrapPath(err)))
+		}
+	}
+	res.CouchDB = DrillCouchDB(ctx, p.drill, p.Manifest, filepath.Join(scratch.Dir, "drill"))
+	if err := sources.RemoveTree(filepath.Join(scratch.Dir, "drill"), "drill copy"); err != nil {
+		log.Warn(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(StepExtract, err)
+	}
+	if !res.CouchDB.OK() {
+		return fail(StepExtract, fmt.Errorf("%s", res.CouchDB.Reason))
 	}
 	// An interruption is reported at the step it came in, checked at the end of each step.
 	if err := ctx.Err(); err != nil {

@@ -124,6 +124,10 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 	if err := o.Source.Extract(ctx, x); err != nil {
 		return nil, err
 	}
+	items, err := o.Source.Items(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -171,7 +175,7 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 		}
 		res.Unsorted = left
 	}
-	res.Check = Check(ctx, m, locator(res.Placed, ""))
+	res.Check = Check(ctx, m, items, locator(res.Placed, ""))
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
 }

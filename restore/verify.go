@@ -20,7 +20,9 @@ const verifyPrefix = "drill-"
 type VerifyOptions struct {
 	Source   Source
 	StateDir string // scratch space is <StateDir>/verify/ (mode 0700)
-	Log      logrus.FieldLogger
+	// CouchDB says whether to start CouchDB on the extracted copy (see DrillCouchDB).
+	CouchDB DrillOptions
+	Log     logrus.FieldLogger
 }
 
 // VerifyResult is one restore drill: the verdict, one line per group, and how long it took. It is
@@ -31,7 +33,8 @@ type VerifyResult struct {
 	OK              bool          `json:"ok"`
 	Reason          string        `json:"reason,omitempty"` // why it failed, in plain words
 	Groups          []GroupCheck  `json:"groups"`
-	Files           int64         `json:"files"` // files restored and compared
+	CouchDB         *CouchDBDrill `json:"couchdb,omitempty"` // CouchDB started on the copy; nil when the files already failed
+	Files           int64         `json:"files"`             // files restored and compared
 	Bytes           int64         `json:"bytes"`
 	Started         time.Time     `json:"started"`
 	Duration        time.Duration `json:"-"`
@@ -108,7 +111,12 @@ func Verify(ctx context.Context, o VerifyOptions) (res VerifyResult) {
 		res.Err = err
 		return res
 	}
-	c := Check(ctx, m, func(p string) string { return filepath.Join(x, filepath.FromSlash(p)) })
+	items, err := o.Source.Items(ctx)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	c := Check(ctx, m, items, func(p string) string { return filepath.Join(x, filepath.FromSlash(p)) })
 	res.Groups = c.Groups
 	for _, g := range c.Groups {
 		res.Files += g.Restored.Files
@@ -120,6 +128,19 @@ func Verify(ctx context.Context, o VerifyOptions) (res VerifyResult) {
 	}
 	if !c.OK {
 		res.Reason = fmt.Sprintf("the restored copy differs from what was backed up: %s", strings.Join(c.Problems, "; "))
+		return res
+	}
+	// The scratch copy is removed afterwards, so the drill may change it.
+	if o.CouchDB.Log == nil {
+		o.CouchDB.Log = log
+	}
+	res.CouchDB = DrillCouchDB(ctx, o.CouchDB, m, filepath.Join(x, filepath.FromSlash(couchDBRoot(m))))
+	if ctx.Err() != nil {
+		res.Err = ctx.Err()
+		return res
+	}
+	if !res.CouchDB.OK() {
+		res.Reason = res.CouchDB.Reason
 	}
 	return res
 }

@@ -652,6 +652,25 @@ self_check() {
 	docker_ok || die "docker info fails; see $DOCKERD_LOG"
 }
 
+# ---- real CouchDB image ---------------------------------------------------
+
+# ensure_couchdb_image: the end-to-end tests of a live CouchDB run the real CouchDB 3.4.3, shipped
+# as a root-filesystem tarball in ../shared/couchdb/ beside the repository (no image registry is
+# reachable). Without it (an outside clone) those tests skip and say why.
+ensure_couchdb_image() {
+	local repo loader
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	loader=${CHT_BACKUP_COUCHDB_LOADER:-$repo/../shared/couchdb/load-image.sh}
+	if [[ -f ${loader%/*}/couchdb-3.4.3-rootfs.tar.xz && -f $loader ]]; then
+		COUCHDB_IMAGE=$(bash "$loader" 2>&1 | tail -n 1) || die "loading the real CouchDB image with $loader failed: $COUCHDB_IMAGE"
+	elif docker image inspect couchdb-real:3 >/dev/null 2>&1; then
+		COUCHDB_IMAGE="couchdb-real:3 (already loaded; $loader not found)"
+	else
+		COUCHDB_IMAGE="MISSING: $loader not found; the tests of a real CouchDB will skip"
+		note "$COUCHDB_IMAGE"
+	fi
+}
+
 write_env() {
 	write_file "$ENV_FILE" 0600 root:root "TESTENV_DIR=$DIR
 SSH_HOST=$SSH_HOST
@@ -695,6 +714,7 @@ cmd_setup() {
 	write_known_hosts
 	ensure_docker
 	ensure_systemd_image
+	ensure_couchdb_image
 	write_env
 	self_check
 	printf 'test-env: %-9s %s\n' \
@@ -703,6 +723,7 @@ cmd_setup() {
 		account "$SSH_USER: shell key runs whoami, forced key lands in borg serve --append-only" \
 		dockerd "server $DOCKER_VERSION, $DOCKER_STATE" \
 		borg "${BORG_VERSION_STATE%; }" \
+		couchdb "image $COUCHDB_IMAGE" \
 		env "$ENV_FILE"
 }
 

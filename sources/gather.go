@@ -65,6 +65,7 @@ type Gathered struct {
 	// Missing has one line per part that could not be gathered (Docker down, a container
 	// missing), saying what the archive lacks and why: the archive is partial.
 	Missing      []string
+	Notes        []string // what the user should know, e.g. that CouchDB was not running
 	Manifest     *Manifest
 	ManifestPath string
 	Containers   map[string]Container // by service
@@ -135,6 +136,17 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 		return nil, fmt.Errorf("no compose files (*.yml) in %s or %s; check CHT_COMPOSE_PATH in %s, or skip compose", layout.ComposePath, layout.UpgradeServiceDir(), layout.EnvFile)
 	}
 
+	// Ask the live CouchDB before borg reads any of its files, and make sure COUCHDB_DATA is
+	// what it really uses.
+	env, err := ParseEnvFile(layout.EnvFile)
+	if err != nil {
+		return nil, err
+	}
+	live, liveNotes, err := askLiveCouchDB(ctx, o.Docker, layout, env)
+	if err != nil {
+		return nil, err
+	}
+
 	runID := o.RunID
 	if runID == "" {
 		runID = NewRunID(o.Now)
@@ -143,7 +155,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gathered{WorkDir: st.Dir, staging: st, Containers: map[string]Container{}}
+	g := &Gathered{WorkDir: st.Dir, staging: st, Containers: map[string]Container{}, Notes: liveNotes}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -264,11 +276,12 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 			ComposePath:  layout.ComposePath,
 			ComposeFiles: orEmpty(composeItems),
 		},
-		EnvKeys:    orEmpty(layout.EnvKeys),
-		Containers: g.Containers,
-		Skipped:    orEmptySkipped(skipped),
-		Missing:    missing,
-		SHA256:     map[string]string{},
+		EnvKeys:     orEmpty(layout.EnvKeys),
+		Containers:  g.Containers,
+		Skipped:     orEmptySkipped(skipped),
+		Missing:     missing,
+		SHA256:      map[string]string{},
+		CouchDBLive: &live,
 	}
 	for _, p := range g.Paths {
 		if p == StagingName {

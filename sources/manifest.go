@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,6 +75,9 @@ type Manifest struct {
 	// CouchDB file), hex, keyed by archive path.
 	SHA256  map[string]string `json:"sha256"`
 	CouchDB CouchDBInventory  `json:"couchdb"`
+	// CouchDBLive is what the live CouchDB said before borg read its files; nil in archives
+	// made before it was recorded.
+	CouchDBLive *LiveCouchDB `json:"couchdb_live,omitempty"`
 }
 
 // ManifestSources are the host paths the archive was made from.
@@ -336,6 +340,59 @@ func InventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, er
 		}
 	}
 	return c.result()
+}
+
+// addDatabaseFile counts a file found at rel under shards/<range>/ (or .shards/<range>/ when
+// index) for its database, when it is a shard file (or a view index file).
+func addDatabaseFile(db func(string) *Database, index bool, rel string, size int64) {
+	if !index {
+		if m := shardFileRE.FindStringSubmatch(rel); m != nil {
+			d := db(m[1])
+			d.ShardFiles++
+			d.Bytes += size
+		}
+		return
+	}
+	if m := indexFileRE.FindStringSubmatch(rel); m != nil {
+		d := db(m[1])
+		d.ViewIndexFiles++
+		d.ViewIndexBytes += size
+	}
+}
+
+func sortedDatabases(dbs map[string]*Database) []Database {
+	out := []Database{}
+	for _, d := range dbs {
+		out = append(out, *d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// DatabasesOf counts shard and view index files per database from regular files given by
+// their path relative to the CouchDB data directory (shards/<range>/..., .shards/<range>/...)
+// and their size: the same rules as InventoryCouchDB, for a list such as borg's item list.
+func DatabasesOf(files map[string]int64) []Database {
+	dbs := map[string]*Database{}
+	db := func(name string) *Database {
+		if dbs[name] == nil {
+			dbs[name] = &Database{Name: name}
+		}
+		return dbs[name]
+	}
+	for rel, size := range files {
+		parts := strings.SplitN(rel, "/", 3)
+		if len(parts) < 3 {
+			continue
+		}
+		switch parts[0] {
+		case "shards":
+			addDatabaseFile(db, false, parts[2], size)
+		case ".shards":
+			addDatabaseFile(db, true, parts[2], size)
+		}
+	}
+	return sortedDatabases(dbs)
 }
 
 // chtImageRE matches CHT's own images, e.g. public.ecr.aws/medic/cht-api:4.21.0.

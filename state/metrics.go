@@ -91,6 +91,7 @@ func registry(f *File) *prometheus.Registry {
 
 	reg := prometheus.NewPedanticRegistry()
 	families := []*metricFamily{lastRun, duration, exitCode, success, warnings, lastOK, original, compressed, dedup, files, archives, unreadable, partial}
+	families = append(families, couchDBFamilies(f)...)
 	for _, m := range append(families, usageFamilies(f, time.Now())...) {
 		m.register(reg)
 	}

@@ -272,3 +272,24 @@ func TestMetricsWithANonUTF8RepositoryPath(t *testing.T) {
 		t.Errorf("temporary files left beside the metrics file: %q", left)
 	}
 }
+
+// The last CouchDB drill of a job: its status and, per database, whether it opened with the
+// recorded figures and how many documents it holds.
+func TestMetricsCouchDBDrill(t *testing.T) {
+	f := &File{}
+	f.apply(Outcome{Job: JobVerify, Repository: "/r", Status: StatusOK, CouchDB: &CouchDBDrill{Status: "passed", Databases: []CouchDBDatabase{
+		{Name: "medic", OK: true, DocCount: 10, DocDelCount: 2}, {Name: "_users", OK: false}}}})
+	f.apply(Outcome{Job: JobRestore, Repository: "/r", Status: StatusOK, CouchDB: &CouchDBDrill{Status: "not run"}})
+	got := string(Metrics(f))
+	for _, want := range []string{
+		`cht_backup_couchdb_drill_status{job="verify",repository="/r"} 1`,
+		`cht_backup_couchdb_drill_status{job="restore",repository="/r"} -1`,
+		`cht_backup_couchdb_drill_database_ok{database="medic",job="verify",repository="/r"} 1`,
+		`cht_backup_couchdb_drill_database_ok{database="_users",job="verify",repository="/r"} 0`,
+		`cht_backup_couchdb_drill_database_docs{database="medic",job="verify",repository="/r"} 12`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("metrics lack %q:\n%s", want, got)
+		}
+	}
+}

@@ -78,6 +78,9 @@ type Outcome struct {
 	Unreadable int `json:"unreadable_files,omitempty"`
 	// Missing are the parts a backup could not gather, one line each saying why.
 	Missing []string `json:"missing,omitempty"`
+
+	// CouchDB is the CouchDB drill of a verify or in-place restore, when one was tried.
+	CouchDB *CouchDBDrill `json:"couchdb,omitempty"`
 }
 
 // Duration is how long the run took for this repository.

@@ -79,6 +79,8 @@ type Containers struct {
 	Project string
 	Nginx   TestContainer
 	CouchDB TestContainer
+	// CouchURL is the real CouchDB's address (http://IP:5984), set by StartRealCHT.
+	CouchURL string
 	// Files are the regular files put into the containers, keyed by their
 	// path in the container, e.g. /etc/nginx/private/cert.pem.
 	Files map[string][]byte
@@ -136,7 +138,7 @@ func StartContainers(t testing.TB, ctx context.Context, project string, naming N
 		Modes:    map[string]os.FileMode{},
 		Symlinks: map[string]string{},
 	}
-	cert, key, err := selfSigned("cht.test")
+	nginxFiles, err := nginxFileSpecs()
 	if err != nil {
 		t.Fatalf("sourcestest: %v", err)
 	}
@@ -144,42 +146,53 @@ func StartContainers(t testing.TB, ctx context.Context, project string, naming N
 	ini := fmt.Sprintf("; CouchDB state the CHT entrypoint writes\n[admins]\nmedic = -pbkdf2:sha256-%s,%s,600000\n\n[couch_httpd_auth]\nsecret = %s\n\n[couchdb]\nuuid = %s\n",
 		hex.EncodeToString(admin[:]), randHex(16), randHex(16), randHex(16))
 
-	nginxFiles := []fileSpec{
+	couchFiles := []fileSpec{
+		{name: "cluster-credentials.ini", body: []byte(ini), mode: 0o644, uid: 5984},
+	}
+	cs.Nginx = cs.startSleeper(t, ctx, ref, naming, "nginx", NginxPrivateDir, nginxFiles)
+	cs.CouchDB = cs.startSleeper(t, ctx, ref, naming, "couchdb", CouchDBLocalDDir, couchFiles)
+	return cs
+}
+
+// startSleeper starts one service's container from the sleeper image with files in dir.
+func (cs *Containers) startSleeper(t testing.TB, ctx context.Context, ref string, naming Naming, service, dir string, files []fileSpec) TestContainer {
+	t.Helper()
+	c, err := startOne(ctx, cs.Client, ref, cs.Project, service, naming, dir, files)
+	if c.ID != "" || c.Volume != "" {
+		t.Cleanup(func() { removeOne(cs.Client, c) })
+	}
+	if err != nil {
+		t.Fatalf("sourcestest: starting %s container: %v", service, err)
+	}
+	for _, f := range files {
+		p := path.Join(dir, f.name)
+		switch {
+		case f.dir:
+			cs.Dirs = append(cs.Dirs, p)
+		case f.link != "":
+			cs.Symlinks[p] = f.link
+		default:
+			cs.Files[p] = f.body
+			cs.Modes[p] = f.mode
+		}
+	}
+	return c
+}
+
+// nginxFileSpecs are the files of nginx's /etc/nginx/private/ in CHT, with a fresh certificate.
+func nginxFileSpecs() ([]fileSpec, error) {
+	cert, key, err := selfSigned("cht.test")
+	if err != nil {
+		return nil, err
+	}
+	return []fileSpec{
 		{name: "cert.pem", body: cert, mode: 0o644},
 		{name: "key.pem", body: key, mode: 0o600},
 		{name: "deploy.sh", body: []byte("#!/bin/sh\ncp fullchain.pem cert.pem\n"), mode: 0o755},
 		{name: "certbot", dir: true, mode: 0o755},
 		{name: "certbot/.well-known", dir: true, mode: 0o755},
 		{name: "fullchain.pem", link: "cert.pem"},
-	}
-	couchFiles := []fileSpec{
-		{name: "cluster-credentials.ini", body: []byte(ini), mode: 0o644, uid: 5984},
-	}
-	mk := func(service, dir string, files []fileSpec) TestContainer {
-		c, err := startOne(ctx, cli, ref, project, service, naming, dir, files)
-		if c.ID != "" || c.Volume != "" {
-			t.Cleanup(func() { removeOne(cli, c) })
-		}
-		if err != nil {
-			t.Fatalf("sourcestest: starting %s container: %v", service, err)
-		}
-		for _, f := range files {
-			p := path.Join(dir, f.name)
-			switch {
-			case f.dir:
-				cs.Dirs = append(cs.Dirs, p)
-			case f.link != "":
-				cs.Symlinks[p] = f.link
-			default:
-				cs.Files[p] = f.body
-				cs.Modes[p] = f.mode
-			}
-		}
-		return c
-	}
-	cs.Nginx = mk("nginx", NginxPrivateDir, nginxFiles)
-	cs.CouchDB = mk("couchdb", CouchDBLocalDDir, couchFiles)
-	return cs
+	}, nil
 }
 
 // Stop stops both containers (as `docker compose stop` would).

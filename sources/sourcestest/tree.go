@@ -43,6 +43,8 @@ type Options struct {
 	NoSecretAndUUID bool
 	Nouveau         bool // add nouveau/ to the data directory, as CHT 5.x has
 	NoChown         bool // keep CouchDB files owned by the caller instead of uid 5984 (when root)
+	// EmptyCouchDB leaves the data directory empty, for a real CouchDB to fill.
+	EmptyCouchDB bool
 }
 
 // Option changes Options for NewTree.
@@ -201,6 +203,9 @@ func WriteTree(root string, o Options) (*Tree, error) {
 
 func (t *Tree) writeCouchDB() error {
 	o, data := t.opts, t.CouchDBData
+	if o.EmptyCouchDB {
+		return nil
+	}
 	var dirs []string
 	mkdir := func(p string) error {
 		dirs = append(dirs, p)
