@@ -124,6 +124,13 @@ func TestInitWithoutPassphraseOrRepoIsAUsageError(t *testing.T) {
 	if r.code != 3 || !strings.Contains(r.stderr, "takes no arguments") {
 		t.Fatalf("extra argument:\n%s", r)
 	}
+	// A passphrase file others can read is refused before any repository is made.
+	repo := filepath.Join(w.dir, "never-made")
+	os.Chmod(w.passFile, 0o644)
+	r = w.run("init", "--config", w.config, "--state-dir", w.stateDir, "--passphrase-file", w.passFile, "--repo", repo)
+	if _, err := os.Stat(repo); r.code != 3 || !strings.Contains(r.stderr, w.passFile) || err == nil {
+		t.Fatalf("init with a 0644 passphrase file must be refused (exit 3) and make nothing:\n%s", r)
+	}
 }
 
 func TestKeyExport(t *testing.T) {
