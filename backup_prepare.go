@@ -15,6 +15,7 @@ import (
 // repoReadiness is what a backup learns of its repositories before borg create.
 type repoReadiness struct {
 	reach    map[string]error          // by repository; nil: reachable
+	free     map[string]*int64         // by remote repository: free bytes on its disk, when known
 	chunking map[string]chunkingChoice // by reachable repository
 }
 
@@ -26,10 +27,14 @@ type repoReadiness struct {
 func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, requested string, noneReachable func()) <-chan repoReadiness {
 	done := make(chan repoReadiness, 1)
 	go func() {
-		rd := repoReadiness{reach: map[string]error{}, chunking: map[string]chunkingChoice{}}
+		rd := repoReadiness{reach: map[string]error{}, free: map[string]*int64{}, chunking: map[string]chunkingChoice{}}
 		for _, repo := range o.Repos {
 			log := o.Log.WithField("repository", repo.Raw)
-			err := withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error { return checkReachable(ctx, o, repo) })
+			err := withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error {
+				free, err := checkReachable(ctx, o, repo)
+				rd.free[repo.Raw] = free
+				return err
+			})
 			if err != nil {
 				log.Errorf("not reachable: %v", err)
 			} else {

@@ -85,7 +85,10 @@ type BackupSummary struct {
 	Warnings         []BackupWarning `json:"warnings,omitempty"`
 	Error            string          `json:"error,omitempty"`
 	Hint             string          `json:"hint,omitempty"`
-	ChunkerParams    string          `json:"chunker_params,omitempty"`
+	// repositoryBytes is the whole repository's size on the server (compressed, deduplicated),
+	// as borg create reported it.
+	repositoryBytes int64
+	ChunkerParams   string `json:"chunker_params,omitempty"`
 	// ChunkerChange says that this archive was cut with new chunker params, and what that costs.
 	ChunkerChange string   `json:"chunker_change,omitempty"`
 	Unreadable    int      `json:"unreadable_files,omitempty"` // files borg could not read
@@ -208,7 +211,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		}
 		if s.OK && !bo.DryRun {
 			oc.Archives = archivesAfterCreate(ctx, o, r, repo, rd.chunking[repo.Raw].Empty)
-			oc.Usage = repositoryUsage(ctx, o, r, repo)
+			oc.Usage = repositoryUsage(o, repo, s, rd.free[repo.Raw])
 			recordChunking(o, repo, rd.chunking[repo.Raw])
 		}
 		report.Repositories = append(report.Repositories, s)
@@ -288,6 +291,9 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 	}
 	var created struct {
 		Archive borg.ArchiveInfo `json:"archive"`
+		Cache   struct {
+			Stats borg.Stats `json:"stats"`
+		} `json:"cache"`
 	}
 	if err := json.Unmarshal(res.Stdout, &created); err != nil {
 		s.OK = false
@@ -297,6 +303,7 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 	st := created.Archive.Stats
 	s.OriginalSize, s.CompressedSize, s.DeduplicatedSize, s.Files = st.OriginalSize, st.CompressedSize, st.DeduplicatedSize, st.NFiles
 	s.DurationSeconds = created.Archive.Duration
+	s.repositoryBytes = created.Cache.Stats.UniqueCSize
 	// Files borg could not read are missing from the archive: that archive failed, unlike a file
 	// that changed or vanished while read, which a live CouchDB does by itself.
 	if unread := res.ReadErrors(r.ModernExitCodes()); len(unread) > 0 {
@@ -323,25 +330,35 @@ func committedArchive(ctx context.Context, r *borg.Runner, repo borg.Repository,
 		st := info.Archives[0].Stats
 		s.OriginalSize, s.CompressedSize, s.DeduplicatedSize, s.Files = st.OriginalSize, st.CompressedSize, st.DeduplicatedSize, st.NFiles
 		s.DurationSeconds = info.Archives[0].Duration
+		s.repositoryBytes = info.Cache.Stats.UniqueCSize
 	}
 	return s
 }
 
 // checkReachable is the short check before gathering: the SSH handshake with strict host-key
-// checking for a remote repository, the path for a local one.
-func checkReachable(ctx context.Context, o *options, repo borg.Repository) error {
+// checking for a remote repository, the path for a local one. On the same connection it asks the
+// free space of the server's disk, for the full-disk estimate, when the key may run df (nil when
+// it may not, or cannot tell: that never fails the check).
+func checkReachable(ctx context.Context, o *options, repo borg.Repository) (free *int64, err error) {
 	if repo.Local() {
 		if _, err := os.Stat(repo.Path + "/config"); err != nil {
-			return &userError{err: fmt.Errorf("repository %s is not there (%v)", repo.Path, errors.Unwrap(err)),
+			return nil, &userError{err: fmt.Errorf("repository %s is not there (%v)", repo.Path, errors.Unwrap(err)),
 				hint: "mount the medium holding it, or create it with `cht-backup init`"}
 		}
-		return nil
+		return nil, nil
 	}
 	c, _, err := o.dialRepository(ctx, repo)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return c.Close()
+	defer c.Close()
+	if f, err := c.FreeSpace(ctx, repo.Path); err == nil {
+		n := int64(f)
+		free = &n
+	} else {
+		o.Log.Debugf("free space on %s not learnt: %v", repo.Host, err)
+	}
+	return free, nil
 }
 
 func allFailed(m map[string]error) bool {

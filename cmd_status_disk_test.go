@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
 	"github.com/cht-backup/cht-backup/state"
 )
@@ -39,10 +40,30 @@ func TestBackupRecordsRepositorySizeAndFreeSpace(t *testing.T) {
 	if h := f.Usage[w.remoteRepo()]; len(h) != 1 || h[0].Bytes <= 0 || h[0].FreeBytes != nil {
 		t.Errorf("usage of the remote repository through the forced key (size, no free space): %+v", h)
 	}
+	// The size is the one borg create reported: the repository's own deduplicated figure.
+	out, err := runWithPassphrase(w, []string{"borg", "info", "--json", w.remoteRepo()})
+	var info borg.RepositoryInfo
+	if err != nil || json.Unmarshal([]byte(out), &info) != nil {
+		t.Fatalf("borg info: %v\n%s", err, out)
+	}
+	if h := f.Usage[w.remoteRepo()]; len(h) == 1 && h[0].Bytes != info.Cache.Stats.UniqueCSize {
+		t.Errorf("remote repository size %d, borg says %d", h[0].Bytes, info.Cache.Stats.UniqueCSize)
+	}
 	s := w.run("status", "--config", w.config, "--state-dir", w.stateDir, "--repo", local, "--repo", w.remoteRepo(), "--cht-dir", tree.Root)
 	if d := lines(s.stdout, "disk:"); len(d) != 2 || !strings.Contains(d[0]+d[1], "free space unknown (the SSH key runs borg only") ||
 		!strings.Contains(d[0]+d[1], " free") {
 		t.Errorf("status does not show the sizes:\n%s", s)
+	}
+
+	// Through a key that may run commands, the free space of the server's disk is known too.
+	r = w.run(append([]string{"backup", "--repo", w.remoteRepo(), "--cht-dir", tree.Root, "--skip", "tls", "--skip", "credentials"},
+		w.common(testEnv["SSH_SHELL_KEY"])...)...)
+	if r.code != 0 {
+		t.Fatalf("backup through the shell key:\n%s", r)
+	}
+	f, _ = state.Load(w.stateDir)
+	if h := f.Usage[w.remoteRepo()]; len(h) != 2 || h[1].Bytes <= 0 || h[1].FreeBytes == nil || *h[1].FreeBytes <= 0 {
+		t.Errorf("usage of the remote repository through the shell key (size and free space): %+v", h)
 	}
 }
 

@@ -170,7 +170,7 @@ func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		reachErr = withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error { return checkReachable(ctx, o, repo) })
+		reachErr = withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error { _, err := checkReachable(ctx, o, repo); return err })
 		reachDone = time.Now()
 	}()
 	go func() {
