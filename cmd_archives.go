@@ -139,25 +139,27 @@ func archiveListing(ctx context.Context, r *borg.Runner, repo borg.Repository) (
 }
 
 // resolveArchive turns a user's archive name into one that exists in repo: `latest` is the newest
-// complete archive (never a .checkpoint); any other name must exist.
-func resolveArchive(ctx context.Context, r *borg.Runner, repo borg.Repository, name string) (string, error) {
+// complete archive (never a .checkpoint); any other name must exist. It also says how many
+// archives the repository holds, which its listing tells anyway (status shows the count).
+func resolveArchive(ctx context.Context, r *borg.Runner, repo borg.Repository, name string) (string, int, error) {
 	l, err := archiveListing(ctx, r, repo)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
+	n := len(l.Archives)
 	if name == "latest" {
 		for i := len(l.Archives) - 1; i >= 0; i-- {
 			if !borg.IsCheckpoint(l.Archives[i].Name) {
-				return l.Archives[i].Name, nil
+				return l.Archives[i].Name, n, nil
 			}
 		}
-		return "", &userError{err: fmt.Errorf("repository %s has no complete archive yet", repo.Raw), hint: "run `cht-backup backup` first"}
+		return "", n, &userError{err: fmt.Errorf("repository %s has no complete archive yet", repo.Raw), hint: "run `cht-backup backup` first"}
 	}
 	for _, a := range l.Archives {
 		if a.Name == name {
-			return name, nil
+			return name, n, nil
 		}
 	}
-	return "", &userError{err: fmt.Errorf("archive %q is not in repository %s: %w", name, repo.Raw, borg.ErrArchiveNotFound),
+	return "", n, &userError{err: fmt.Errorf("archive %q is not in repository %s: %w", name, repo.Raw, borg.ErrArchiveNotFound),
 		hint: "list the archives with `cht-backup archives` and use one of those names, or `latest`"}
 }

@@ -101,7 +101,7 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 	if err != nil {
 		return err
 	}
-	name, err := resolveArchive(ctx, r, repo, ro.Archive)
+	name, _, err := resolveArchive(ctx, r, repo, ro.Archive)
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func runVerify(ctx context.Context, o *options, archive string, drill restore.Dr
 			results = append(results, restore.VerifyResult{Repository: repo.Raw, Archive: archive, Reason: "not started: the run was interrupted", Err: ctx.Err()})
 			continue
 		}
-		name, err := resolveArchive(ctx, r, repo, archive)
+		name, count, err := resolveArchive(ctx, r, repo, archive)
 		if err != nil {
 			results = append(results, restore.VerifyResult{Repository: repo.Raw, Archive: archive, Reason: oneLine(err.Error()), Err: err, Started: time.Now().UTC()})
 			continue
@@ -75,6 +75,7 @@ func runVerify(ctx context.Context, o *options, archive string, drill restore.Dr
 			Log:      o.Log,
 		})
 		prog.done()
+		res.ArchiveCount = count
 		results = append(results, res)
 	}
 	if o.JSON {
@@ -128,7 +129,8 @@ func printVerifyResults(w io.Writer, results []restore.VerifyResult) {
 func verifyOutcomes(results []restore.VerifyResult) []state.Outcome {
 	var outs []state.Outcome
 	for _, r := range results {
-		oc := state.Outcome{Repository: r.Repository, Archive: r.Archive, Files: r.Files, Start: r.Started, End: r.Started.Add(r.Duration), CouchDB: drillState(r.CouchDB)}
+		oc := state.Outcome{Repository: r.Repository, Archive: r.Archive, Files: r.Files, Start: r.Started, End: r.Started.Add(r.Duration),
+			CouchDB: drillState(r.CouchDB), Archives: r.ArchiveCount}
 		if !r.OK {
 			oc.Error = oneLine(r.Reason)
 			if oc.Error == "" && r.Err != nil {

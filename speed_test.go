@@ -156,6 +156,16 @@ func TestBackupArchiveCountFromStateNotListing(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("after a check the state counts %d archives, want the 2 the repository holds", n)
 	}
+	// verify lists the archives to find `latest`, so it puts the count right too.
+	if _, err := state.Record(w.stateDir, state.Outcome{Job: state.JobCheck, Repository: repo, Archives: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run(append([]string{"verify", "--couchdb", "never", "--repo", repo}, w.common("")...)...); r.code != 0 {
+		t.Fatalf("verify:\n%s", r)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("after a verify the state counts %d archives, want the 2 the repository holds", n)
+	}
 }
 
 // The borg version is asked once and then read from the state dir.

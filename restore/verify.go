@@ -40,6 +40,9 @@ type VerifyResult struct {
 	Duration        time.Duration `json:"-"`
 	DurationSeconds float64       `json:"duration_seconds"`
 	Err             error         `json:"-"` // the underlying error when the drill could not finish
+	// ArchiveCount is how many archives the repository held when the archive was looked up
+	// (the caller's listing); 0 when not known.
+	ArchiveCount int `json:"archive_count,omitempty"`
 }
 
 // Verify is the restore drill: it extracts the whole archive into fresh scratch space under
