@@ -45,6 +45,8 @@ func serviceRank(s string) int {
 // projectContainers lists the compose project's containers, stopped ones included: every
 // container carrying its project label, else those named as compose (v1 or v2) names CHT's services.
 func projectContainers(ctx context.Context, cli *client.Client, project string) ([]ContainerState, error) {
+	ctx, cancel := sources.DockerCall(ctx)
+	defer cancel()
 	labelled, err := cli.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", sources.LabelProject+"="+project))})
 	if err != nil {
@@ -95,6 +97,8 @@ func isUp(state string) bool {
 
 // inspectState reads a container's current state.
 func inspectState(ctx context.Context, cli *client.Client, c ContainerState) ContainerState {
+	ctx, cancel := sources.DockerCall(ctx)
+	defer cancel()
 	info, err := cli.ContainerInspect(ctx, c.ID)
 	if err != nil {
 		c.State = "unknown (" + err.Error() + ")"
@@ -173,6 +177,8 @@ func putBack(ctx context.Context, cli *client.Client, c sources.Container, dir, 
 	if err != nil {
 		return nil, fmt.Errorf("cannot pack %s: %v", dir, err)
 	}
+	ctx, cancel := sources.DockerCall(ctx)
+	defer cancel()
 	if err := cli.CopyToContainer(ctx, c.ID, dst, buf, container.CopyToContainerOptions{}); err != nil {
 		return nil, fmt.Errorf("cannot copy the files into %s:%s: %v", c.Name, dst, err)
 	}

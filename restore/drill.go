@@ -283,24 +283,38 @@ func runDrillContainer(ctx context.Context, cli *client.Client, image, dataDir s
 			}
 		}
 	}()
-	if _, err := cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels}); err != nil {
+	// Every call to the engine has a deadline: one that accepts and never answers must not hang
+	// the drill (the wait for CouchDB itself has its own, drillStartTimeout).
+	call := func(f func(ctx context.Context) error) error {
+		cctx, cancel := sources.DockerCall(ctx)
+		defer cancel()
+		return f(cctx)
+	}
+	if err := call(func(ctx context.Context) error {
+		_, err := cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels})
+		return err
+	}); err != nil {
 		return nil, "", fmt.Errorf("cannot create the drill's Docker network: %v", err)
 	}
 	user, password := "cht-backup-drill", randomHex(16)
-	resp, err := cli.ContainerCreate(ctx,
-		&container.Config{
-			Image:  image,
-			Env:    []string{"COUCHDB_USER=" + user, "COUCHDB_PASSWORD=" + password, "COUCHDB_SECRET=" + randomHex(16)},
-			Labels: labels,
-		},
-		&container.HostConfig{
-			NetworkMode: container.NetworkMode(name),
-			Mounts:      []mount.Mount{{Type: mount.TypeBind, Source: dataDir, Target: sources.CouchDBDataMount}},
-		}, nil, nil, name)
+	var resp container.CreateResponse
+	err := call(func(ctx context.Context) (err error) {
+		resp, err = cli.ContainerCreate(ctx,
+			&container.Config{
+				Image:  image,
+				Env:    []string{"COUCHDB_USER=" + user, "COUCHDB_PASSWORD=" + password, "COUCHDB_SECRET=" + randomHex(16)},
+				Labels: labels,
+			},
+			&container.HostConfig{
+				NetworkMode: container.NetworkMode(name),
+				Mounts:      []mount.Mount{{Type: mount.TypeBind, Source: dataDir, Target: sources.CouchDBDataMount}},
+			}, nil, nil, name)
+		return err
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot create the drill's CouchDB container from %s: %v", image, err)
 	}
-	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+	if err := call(func(ctx context.Context) error { return cli.ContainerStart(ctx, resp.ID, container.StartOptions{}) }); err != nil {
 		return nil, "", fmt.Errorf("cannot start CouchDB (%s) on the restored copy: %v", image, err)
 	}
 	addr, err := sources.ContainerCouchDBAddress(ctx, cli, resp.ID)
@@ -317,7 +331,8 @@ func runDrillContainer(ctx context.Context, cli *client.Client, image, dataDir s
 		if couch.Up(ctx) == nil {
 			break
 		}
-		if info, err := cli.ContainerInspect(ctx, resp.ID); err == nil && info.State != nil && !info.State.Running {
+		var info container.InspectResponse
+		if err := call(func(ctx context.Context) (err error) { info, err = cli.ContainerInspect(ctx, resp.ID); return err }); err == nil && info.State != nil && !info.State.Running {
 			return nil, "", fmt.Errorf("CouchDB (%s) stopped on the restored copy with exit code %d: %s", image, info.State.ExitCode, containerLogTail(ctx, cli, resp.ID))
 		}
 		if time.Now().After(deadline) {
@@ -363,7 +378,9 @@ func runDrillContainer(ctx context.Context, cli *client.Client, image, dataDir s
 
 // containerLogTail is the last lines a container wrote, for an error message.
 func containerLogTail(ctx context.Context, cli *client.Client, id string) string {
-	rc, err := cli.ContainerLogs(context.WithoutCancel(ctx), id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
+	lctx, cancel := sources.DockerCall(context.WithoutCancel(ctx))
+	defer cancel()
+	rc, err := cli.ContainerLogs(lctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
 	if err != nil {
 		return "no log"
 	}

@@ -196,6 +196,8 @@ func (c *CouchDBClient) Figures(ctx context.Context) (version string, dbs []Data
 // ContainerCouchDBAddress is http://<the container's IP>:5984: CouchDB is reached at its container
 // address, with no published port.
 func ContainerCouchDBAddress(ctx context.Context, cli *client.Client, id string) (string, error) {
+	ctx, cancel := DockerCall(ctx)
+	defer cancel()
 	info, err := cli.ContainerInspect(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("cannot inspect container %s: %v", id, err)

@@ -39,8 +39,8 @@ var DockerTimeout = 30 * time.Second
 // CouchDB's credentials are a few KiB; anything near this is not what a backup should stage.
 var MaxContainerCopy int64 = 64 << 20
 
-// dockerCall gives one Docker API call its deadline.
-func dockerCall(ctx context.Context) (context.Context, context.CancelFunc) {
+// DockerCall gives one Docker API call its deadline, DockerTimeout (restore uses it too).
+func DockerCall(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, DockerTimeout)
 }
 
@@ -60,7 +60,7 @@ func NewDockerClient(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot set up a Docker client: %w; check DOCKER_HOST", err)
 	}
-	cctx, cancel := dockerCall(ctx)
+	cctx, cancel := DockerCall(ctx)
 	defer cancel()
 	if _, err := cli.Ping(cctx); err != nil {
 		cli.Close()
@@ -89,7 +89,7 @@ func FindContainer(ctx context.Context, cli *client.Client, project, service str
 	if cli == nil {
 		return Container{}, errors.New("no Docker client to find containers with")
 	}
-	lctx, cancel := dockerCall(ctx)
+	lctx, cancel := DockerCall(ctx)
 	defer cancel()
 	labelled, err := cli.ContainerList(lctx, container.ListOptions{
 		All: true,
@@ -121,7 +121,7 @@ func FindContainer(ctx context.Context, cli *client.Client, project, service str
 	}
 
 	names := []string{project + "_" + service + "_1", project + "-" + service + "-1"}
-	actx, cancel2 := dockerCall(ctx)
+	actx, cancel2 := DockerCall(ctx)
 	defer cancel2()
 	all, err := cli.ContainerList(actx, container.ListOptions{All: true})
 	if err != nil {
@@ -154,7 +154,7 @@ func toContainer(c container.Summary, by string) Container {
 // through a symlink are refused.
 func CopyFromContainer(ctx context.Context, cli *client.Client, c Container, srcDir, destDir string) error {
 	// One deadline for the request and the whole stream: the copy is a few KiB.
-	ctx, cancel := dockerCall(ctx)
+	ctx, cancel := DockerCall(ctx)
 	defer cancel()
 	rc, stat, err := cli.CopyFromContainer(ctx, c.ID, srcDir)
 	if err != nil {
