@@ -235,7 +235,9 @@ func askLiveCouchDB(ctx context.Context, cli *client.Client, layout *Layout, env
 		return live, notes, nil
 	}
 	live.Container, live.Image = c.Name, c.Image
-	info, ierr := cli.ContainerInspect(ctx, c.ID)
+	ictx, cancel := DockerCall(ctx)
+	info, ierr := cli.ContainerInspect(ictx, c.ID)
+	cancel()
 	if ierr != nil {
 		trustEnv(fmt.Sprintf("container %s cannot be inspected (%v)", c.Name, ierr))
 		return live, notes, nil
