@@ -35,15 +35,19 @@ func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, reques
 				rd.free[repo.Raw] = free
 				return err
 			})
-			if err != nil {
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// Stopped because the gathering failed or the run was interrupted: that is
+				// reported on its own, and this repository was not found unreachable.
+			case err != nil:
 				log.Errorf("not reachable: %v", err)
-			} else {
+			default:
 				err = withRetry(ctx, o, "reading the chunker params of "+repo.Raw, func(ctx context.Context) error {
 					c, err := chooseChunking(ctx, o, r, repo, requested)
 					rd.chunking[repo.Raw] = c
 					return err
 				})
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
 					log.Errorf("cannot tell which chunker params its archives use: %v", err)
 				}
 			}

@@ -796,7 +796,7 @@ func TestBackupFaultsOfTheHost(t *testing.T) {
 		{"malformed .env", func(f *faultCase) {
 			b, _ := os.ReadFile(f.h.tree.EnvFile)
 			os.WriteFile(f.h.tree.EnvFile, append(b, []byte("this is not a variable=x\n")...), 0o600)
-		}, []string{"upgrade-service/.env", "invalid variable name", "fix that line"}},
+		}, []string{"upgrade-service/.env", "line ", "expected KEY=VALUE", "fix that line"}},
 		{"COUCHDB_DATA symlink loop", func(f *faultCase) {
 			os.Rename(f.h.tree.CouchDBData, f.h.tree.CouchDBData+".real")
 			os.Symlink(filepath.Base(f.h.tree.CouchDBData), f.h.tree.CouchDBData)
