@@ -123,3 +123,25 @@ func TestGatherWithCouchDBStoppedSaysSo(t *testing.T) {
 		t.Fatalf("notes: %v", g.Notes)
 	}
 }
+
+// A shard caught in CouchDB's compaction switch, with only its .couch.compact file in the list,
+// still counts: CouchDB opens the database from that file. Beside its live file the .compact file
+// counts for nothing.
+func TestDatabasesOfCountsAShardCaughtInTheCompactionSwitch(t *testing.T) {
+	dbs := DatabasesOf(map[string]int64{
+		"shards/00000000-7fffffff/medic.1796134206.couch":         100,
+		"shards/80000000-ffffffff/medic.1796134206.couch.compact": 80,
+		"shards/00000000-7fffffff/users.1796134206.couch":         10,
+		"shards/00000000-7fffffff/users.1796134206.couch.compact": 9,
+	})
+	got := map[string]Database{}
+	for _, d := range dbs {
+		got[d.Name] = d
+	}
+	if got["medic"].ShardFiles != 2 || got["medic"].Bytes != 180 {
+		t.Errorf("medic: %+v, want both shards (one only as its .compact file)", got["medic"])
+	}
+	if got["users"].ShardFiles != 1 || got["users"].Bytes != 10 {
+		t.Errorf("users: %+v, want the live shard only", got["users"])
+	}
+}

@@ -372,6 +372,10 @@ func sortedDatabases(dbs map[string]*Database) []Database {
 // DatabasesOf counts shard and view index files per database from regular files given by
 // their path relative to the CouchDB data directory (shards/<range>/..., .shards/<range>/...)
 // and their size: the same rules as InventoryCouchDB, for a list such as borg's item list.
+// A compaction file <db>.<suffix>.couch.compact without its <db>.<suffix>.couch beside it counts
+// as that shard file: borg read the directory while CouchDB swapped the compacted file in (it
+// removes the old file, then renames the new one), and CouchDB, finding only the .compact file,
+// finishes that switch when it opens the database.
 func DatabasesOf(files map[string]int64) []Database {
 	dbs := map[string]*Database{}
 	db := func(name string) *Database {
@@ -387,7 +391,14 @@ func DatabasesOf(files map[string]int64) []Database {
 		}
 		switch parts[0] {
 		case "shards":
-			addDatabaseFile(db, false, parts[2], size)
+			name := parts[2]
+			if base, ok := strings.CutSuffix(name, ".compact"); ok && strings.HasSuffix(base, ".couch") {
+				if _, live := files[parts[0]+"/"+parts[1]+"/"+base]; live {
+					continue
+				}
+				name = base
+			}
+			addDatabaseFile(db, false, name, size)
 		case ".shards":
 			addDatabaseFile(db, true, parts[2], size)
 		}
