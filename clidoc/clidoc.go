@@ -5,6 +5,7 @@ package clidoc
 
 import (
 	"fmt"
+	"github.com/cht-backup/cht-backup/borg"
 	"sort"
 	"strings"
 
@@ -198,9 +199,13 @@ func funcName(prog string) string {
 	return "_" + strings.NewReplacer("-", "_", ".", "_").Replace(prog)
 }
 
-// shellQuote quotes s in single quotes for bash and zsh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+// quotedPaths are the command paths as shell words, for a case pattern in bash or zsh.
+func (t tree) quotedPaths() []string {
+	var quoted []string
+	for _, p := range t.commandPaths() {
+		quoted = append(quoted, borg.ShellQuote(p))
+	}
+	return quoted
 }
 
 func bashScript(prog string, t tree) string {
@@ -216,11 +221,7 @@ func bashScript(prog string, t tree) string {
 	if len(t.valueFlags) > 0 {
 		fmt.Fprintf(&b, "        case \"${COMP_WORDS[i-1]}\" in %s) continue ;; esac\n", strings.Join(t.valueFlags, "|"))
 	}
-	if paths := t.commandPaths(); len(paths) > 0 {
-		quoted := make([]string, len(paths))
-		for i, p := range paths {
-			quoted[i] = shellQuote(p)
-		}
+	if quoted := t.quotedPaths(); len(quoted) > 0 {
 		fmt.Fprintf(&b, "        case \"$cmd $w\" in %s) cmd=\"$cmd $w\" ;; esac\n", strings.Join(quoted, "|"))
 	}
 	b.WriteString("    done\n")
@@ -237,7 +238,7 @@ func bashScript(prog string, t tree) string {
 		for i, w := range l.words {
 			names[i] = w.name
 		}
-		fmt.Fprintf(&b, "    %s) words=%s ;;\n", shellQuote(l.path), shellQuote(strings.Join(names, " ")))
+		fmt.Fprintf(&b, "    %s) words=%s ;;\n", borg.ShellQuote(l.path), borg.ShellQuote(strings.Join(names, " ")))
 	}
 	b.WriteString("    esac\n")
 	b.WriteString("    COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n")
@@ -261,11 +262,7 @@ func zshScript(prog string, t tree) string {
 	if len(t.valueFlags) > 0 {
 		fmt.Fprintf(&b, "        case ${words[i-1]} in (%s) continue ;; esac\n", strings.Join(t.valueFlags, "|"))
 	}
-	if paths := t.commandPaths(); len(paths) > 0 {
-		quoted := make([]string, len(paths))
-		for i, p := range paths {
-			quoted[i] = shellQuote(p)
-		}
+	if quoted := t.quotedPaths(); len(quoted) > 0 {
 		fmt.Fprintf(&b, "        case \"$cmd $w\" in (%s) cmd=\"$cmd $w\" ;; esac\n", strings.Join(quoted, "|"))
 	}
 	b.WriteString("    done\n")
@@ -279,15 +276,15 @@ func zshScript(prog string, t tree) string {
 	for _, l := range t.levels {
 		items := make([]string, len(l.words))
 		for i, w := range l.words {
-			items[i] = shellQuote(strings.ReplaceAll(w.name, ":", `\:`) + ":" + oneLine(w.usage))
+			items[i] = borg.ShellQuote(strings.ReplaceAll(w.name, ":", `\:`) + ":" + oneLine(w.usage))
 		}
-		fmt.Fprintf(&b, "    (%s) opts=(%s) ;;\n", shellQuote(l.path), strings.Join(items, " "))
+		fmt.Fprintf(&b, "    (%s) opts=(%s) ;;\n", borg.ShellQuote(l.path), strings.Join(items, " "))
 	}
 	b.WriteString("    esac\n")
-	fmt.Fprintf(&b, "    _describe -t commands %s opts\n", shellQuote(prog))
+	fmt.Fprintf(&b, "    _describe -t commands %s opts\n", borg.ShellQuote(prog))
 	b.WriteString("}\n")
 	// Loaded from fpath (autoload), the file is the function's body; sourced, it registers itself.
-	fmt.Fprintf(&b, "if [[ \"${funcstack[1]}\" == %s ]]; then\n    %s \"$@\"\nelse\n    compdef %s %s\nfi\n", shellQuote("_"+prog), fn, fn, prog)
+	fmt.Fprintf(&b, "if [[ \"${funcstack[1]}\" == %s ]]; then\n    %s \"$@\"\nelse\n    compdef %s %s\nfi\n", borg.ShellQuote("_"+prog), fn, fn, prog)
 	return b.String()
 }
 
