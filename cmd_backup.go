@@ -108,7 +108,7 @@ type BackupWarning struct {
 type BackupReport struct {
 	Host         string          `json:"host"`
 	Time         time.Time       `json:"time"`
-	Archive      string          `json:"archive"`
+	Archive      string          `json:"archive"` // each repository's own name is in Repositories
 	DryRun       bool            `json:"dry_run"`
 	Skipped      []string        `json:"skipped,omitempty"`
 	Missing      []string        `json:"missing,omitempty"` // parts that could not be gathered: the archive is partial
@@ -122,6 +122,9 @@ type BackupReport struct {
 func archiveName(host string, t time.Time) string {
 	return host + "-" + t.UTC().Format("2006-01-02T150405Z")
 }
+
+// maxSameSecondNames bounds how many backups of one host in one second get an archive each.
+const maxSameSecondNames = 9
 
 // runBackup backs up to every repository and returns one outcome per repository for the state
 // file (none when it failed before any repository was tried: runJob records the error for all).
@@ -218,6 +221,14 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		outcomes = append(outcomes, oc)
 	}
 
+	// A repository that already held this second's name has the archive under the next free one;
+	// the report names the archive the first repository that took one has.
+	for _, s := range report.Repositories {
+		if s.OK {
+			report.Archive = s.Archive
+			break
+		}
+	}
 	if o.JSON {
 		if err := writeJSON(out, report); err != nil {
 			return outcomes, err
@@ -248,26 +259,39 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 	var files int64
 	var res *borg.Result
 	attempt, committed := 0, false
+	base, taken := name, 1
 	// A dropped connection is tried again with the same archive name. When the connection broke
 	// after borg committed, the retry finds the name taken: the archive is there, and done.
+	// On a first attempt a taken name is another backup's of the same second (a manual run beside
+	// the timer's): this one takes the next free name, base-2, base-3 and so on.
 	err := withRetry(ctx, o, "borg create to "+repo.Raw, func(ctx context.Context) error {
 		attempt++
-		files = 0
-		prog := newProgressLine(o, repo.Raw, createProgress)
-		var err error
-		res, err = r.Run(ctx, borg.Call{
-			Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
-				Excludes: bo.Excludes, ExcludeFrom: g.ExcludeFile, Progress: !bo.DryRun, DryRun: bo.DryRun, ChunkerParams: chunking.Params}),
-			Dir:        g.WorkDir,
-			OnProgress: prog.update,
-			OnFile:     func(borg.FileStatus) { files++ },
-		})
-		prog.done()
-		if attempt > 1 && errors.Is(err, borg.ErrArchiveExists) {
-			committed = true
-			return nil
+		for {
+			files = 0
+			prog := newProgressLine(o, repo.Raw, createProgress)
+			var err error
+			res, err = r.Run(ctx, borg.Call{
+				Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
+					Excludes: bo.Excludes, ExcludeFrom: g.ExcludeFile, Progress: !bo.DryRun, DryRun: bo.DryRun, ChunkerParams: chunking.Params}),
+				Dir:        g.WorkDir,
+				OnProgress: prog.update,
+				OnFile:     func(borg.FileStatus) { files++ },
+			})
+			prog.done()
+			if !errors.Is(err, borg.ErrArchiveExists) {
+				return err
+			}
+			if attempt > 1 {
+				committed = true
+				return nil
+			}
+			if taken >= maxSameSecondNames {
+				return err
+			}
+			taken++
+			name = fmt.Sprintf("%s-%d", base, taken)
+			s.Archive = name
 		}
-		return err
 	})
 	if committed {
 		o.Log.WithField("repository", repo.Raw).Warnf("archive %s was committed before the connection dropped; it is complete", name)

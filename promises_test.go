@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
 
@@ -197,5 +204,49 @@ func TestLogFormatMetricsFileAndConfigFile(t *testing.T) {
 	r = w.run("status", "--state-dir", w.stateDir, "--repo", repo)
 	if r.code != 0 || strings.Contains(r.stderr, "cht-backup.env") {
 		t.Fatalf("a missing default config file must be ignored (the last backup is fresh, so status exits 0):\n%s", r)
+	}
+}
+
+// Two backups of one host in the same second (a manual run beside the timer's) both get an
+// archive: the second takes <name>-2, the third <name>-3, and nothing that exists is touched.
+func TestSameSecondBackupTakesNextFreeName(t *testing.T) {
+	w := newWorld(t)
+	repo := filepath.Join(w.dir, "repo")
+	w.mustInit(t, repo)
+	src := filepath.Join(w.dir, "src")
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("some data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &options{PassphraseFile: w.passFile, StateDir: w.stateDir, Borg: "borg", Log: logrus.New()}
+	ctx := context.Background()
+	r, err := o.runner(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := borg.ParseRepository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &sources.Gathered{WorkDir: src, Paths: []string{"f"}}
+	name := archiveName("samehost", time.Now())
+	var got []string
+	for range 3 {
+		s := createArchive(ctx, o, r, parsed, g, backupOptions{}, name, chunkingChoice{})
+		if !s.OK {
+			t.Fatalf("backup into a taken second: %s (%s)", s.Error, s.Hint)
+		}
+		got = append(got, s.Archive)
+	}
+	want := []string{name, name + "-2", name + "-3"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("archive names %q, want %q", got, want)
+	}
+	listed := archiveNames(t, w, repo)
+	slices.Sort(listed)
+	if !slices.Equal(listed, want) {
+		t.Fatalf("the repository holds %q, want %q", listed, want)
 	}
 }
