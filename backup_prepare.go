@@ -15,8 +15,17 @@ import (
 // repoReadiness is what a backup learns of its repositories before borg create.
 type repoReadiness struct {
 	reach    map[string]error          // by repository; nil: reachable
-	free     map[string]*int64         // by remote repository: free bytes on its disk, when known
+	free     map[string]func() *int64  // by repository: free bytes on its disk, when known (waits for the answer)
 	chunking map[string]chunkingChoice // by reachable repository
+}
+
+// freeSpace is the free space of a repository's disk, when its server told; it waits for the
+// answer of a server still being asked.
+func (rd repoReadiness) freeSpace(repo string) *int64 {
+	if f := rd.free[repo]; f != nil {
+		return f()
+	}
+	return nil
 }
 
 // prepareRepositories checks in the background that every repository can be reached and
@@ -27,7 +36,7 @@ type repoReadiness struct {
 func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, requested string, noneReachable func()) <-chan repoReadiness {
 	done := make(chan repoReadiness, 1)
 	go func() {
-		rd := repoReadiness{reach: map[string]error{}, free: map[string]*int64{}, chunking: map[string]chunkingChoice{}}
+		rd := repoReadiness{reach: map[string]error{}, free: map[string]func() *int64{}, chunking: map[string]chunkingChoice{}}
 		for _, repo := range o.Repos {
 			log := o.Log.WithField("repository", repo.Raw)
 			err := withRetry(ctx, o, "reaching "+repo.Raw, func(ctx context.Context) error {

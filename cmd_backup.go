@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
@@ -214,7 +215,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		}
 		if s.OK && !bo.DryRun {
 			oc.Archives = archivesAfterCreate(ctx, o, r, repo, rd.chunking[repo.Raw].Empty)
-			oc.Usage = repositoryUsage(o, repo, s, rd.free[repo.Raw])
+			oc.Usage = repositoryUsage(o, repo, s, rd.freeSpace(repo.Raw))
 			recordChunking(o, repo, rd.chunking[repo.Raw])
 		}
 		report.Repositories = append(report.Repositories, s)
@@ -363,26 +364,45 @@ func committedArchive(ctx context.Context, r *borg.Runner, repo borg.Repository,
 // checking for a remote repository, the path for a local one. On the same connection it asks the
 // free space of the server's disk, for the full-disk estimate, when the key may run df (nil when
 // it may not, or cannot tell: that never fails the check).
-func checkReachable(ctx context.Context, o *options, repo borg.Repository) (free *int64, err error) {
+func checkReachable(ctx context.Context, o *options, repo borg.Repository) (free func() *int64, err error) {
+	unknown := func() *int64 { return nil }
 	if repo.Local() {
 		if _, err := os.Stat(repo.Path + "/config"); err != nil {
-			return nil, &userError{err: fmt.Errorf("repository %s is not there (%v)", repo.Path, errors.Unwrap(err)),
+			return unknown, &userError{err: fmt.Errorf("repository %s is not there (%v)", repo.Path, errors.Unwrap(err)),
 				hint: "mount the medium holding it, or create it with `cht-backup init`"}
 		}
-		return nil, nil
+		return unknown, nil
 	}
 	c, _, err := o.dialRepository(ctx, repo)
 	if err != nil {
-		return nil, err
+		return unknown, err
 	}
-	defer c.Close()
-	if f, err := c.FreeSpace(ctx, repo.Path); err == nil {
+	// The server is reached once the handshake is done. Its free space is only needed after
+	// borg create, so it is asked for in the background: on a hardened server the question starts
+	// the forced borg serve, a few hundred milliseconds the backup need not wait for.
+	probe := make(chan *int64, 1)
+	go func() {
+		defer c.Close()
+		f, err := c.FreeSpace(ctx, repo.Path)
+		if err != nil {
+			o.Log.Debugf("free space on %s not learnt: %v", repo.Host, err)
+			probe <- nil
+			return
+		}
 		n := int64(f)
-		free = &n
-	} else {
-		o.Log.Debugf("free space on %s not learnt: %v", repo.Host, err)
-	}
-	return free, nil
+		probe <- &n
+	}()
+	var once sync.Once
+	var got *int64
+	return func() *int64 {
+		once.Do(func() {
+			select {
+			case got = <-probe:
+			case <-ctx.Done():
+			}
+		})
+		return got
+	}, nil
 }
 
 func allFailed(m map[string]error) bool {
