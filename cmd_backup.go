@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cht-backup/cht-backup/borg"
@@ -180,31 +182,52 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
 		Skipped: g.Skipped, Missing: g.Missing, Notes: g.Notes, Paths: g.Paths, Groups: g.Manifest.Groups}
 
-	// 3. borg create to every reachable repository.
+	// 3. borg create to every reachable repository. Repositories on different servers or media
+	// are written at once (measured faster on a 2-core host: BENCHMARKS.md); those sharing one
+	// are written in turn, as they would only compete for its disk or link.
+	summaries := make([]BackupSummary, len(o.Repos))
+	outcomes := make([]state.Outcome, len(o.Repos))
+	groups := groupByMedium(o.Repos)
+	live := len(groups) == 1 // one live progress line on a terminal; several would garble it
+	var after sync.Mutex     // the steps after create write the state dir
+	var wg sync.WaitGroup
+	for _, group := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, i := range group {
+				repo := o.Repos[i]
+				s := BackupSummary{Repository: repo.Raw, Archive: report.Archive}
+				if err := reachable[repo.Raw]; err != nil {
+					s.Error, s.Hint = oneLine(err.Error()), hintOf(err)
+					summaries[i], outcomes[i] = s, backupOutcome(s, time.Time{}, time.Time{})
+					continue
+				}
+				if ctx.Err() != nil {
+					s.Error = "not started: the run was interrupted"
+					summaries[i], outcomes[i] = s, backupOutcome(s, time.Time{}, time.Time{})
+					continue
+				}
+				start := time.Now()
+				s = createArchive(ctx, o, r, repo, g, bo, report.Archive, rd.chunking[repo.Raw], live)
+				if s.OK && !bo.DryRun {
+					s.Missing = g.Missing
+				}
+				oc := backupOutcome(s, start, time.Now())
+				if s.OK && !bo.DryRun {
+					after.Lock()
+					oc.Archives = archivesAfterCreate(ctx, o, r, repo, rd.chunking[repo.Raw].Empty)
+					oc.Usage = repositoryUsage(o, repo, s, rd.freeSpace(repo.Raw))
+					recordChunking(o, repo, rd.chunking[repo.Raw])
+					after.Unlock()
+				}
+				summaries[i], outcomes[i] = s, oc
+			}
+		}()
+	}
+	wg.Wait()
 	failed, warned, partial := 0, 0, 0
-	var outcomes []state.Outcome
-	for _, repo := range o.Repos {
-		s := BackupSummary{Repository: repo.Raw, Archive: report.Archive}
-		if err := reachable[repo.Raw]; err != nil {
-			s.Error, s.Hint = oneLine(err.Error()), hintOf(err)
-			failed++
-			report.Repositories = append(report.Repositories, s)
-			outcomes = append(outcomes, backupOutcome(s, time.Time{}, time.Time{}))
-			continue
-		}
-		if ctx.Err() != nil {
-			s.Error = "not started: the run was interrupted"
-			failed++
-			report.Repositories = append(report.Repositories, s)
-			outcomes = append(outcomes, backupOutcome(s, time.Time{}, time.Time{}))
-			continue
-		}
-		start := time.Now()
-		s = createArchive(ctx, o, r, repo, g, bo, report.Archive, rd.chunking[repo.Raw])
-		if s.OK && !bo.DryRun {
-			s.Missing = g.Missing
-		}
-		oc := backupOutcome(s, start, time.Now())
+	for _, s := range summaries {
 		switch {
 		case !s.OK:
 			failed++
@@ -213,14 +236,8 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		case len(s.Warnings) > 0:
 			warned++
 		}
-		if s.OK && !bo.DryRun {
-			oc.Archives = archivesAfterCreate(ctx, o, r, repo, rd.chunking[repo.Raw].Empty)
-			oc.Usage = repositoryUsage(o, repo, s, rd.freeSpace(repo.Raw))
-			recordChunking(o, repo, rd.chunking[repo.Raw])
-		}
-		report.Repositories = append(report.Repositories, s)
-		outcomes = append(outcomes, oc)
 	}
+	report.Repositories = summaries
 
 	// A repository that already held this second's name has the archive under the next free one;
 	// the report names the archive the first repository that took one has.
@@ -251,8 +268,41 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	return outcomes, nil
 }
 
-// createArchive runs borg create for one repository and reads its stats.
-func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string, chunking chunkingChoice) BackupSummary {
+// groupByMedium splits the repositories (as indexes into repos, in their order) by what they are
+// written to: a remote server by its host name, a local repository by the filesystem holding it.
+func groupByMedium(repos []borg.Repository) [][]int {
+	var keys []string
+	byKey := map[string][]int{}
+	for i, repo := range repos {
+		key := "ssh:" + strings.ToLower(repo.Host)
+		if repo.Local() {
+			key = "path:" + repo.Path
+			var st syscall.Stat_t
+			for dir := repo.Path; ; dir = filepath.Dir(dir) {
+				if syscall.Stat(dir, &st) == nil {
+					key = fmt.Sprintf("dev:%d", st.Dev)
+					break
+				}
+				if dir == filepath.Dir(dir) {
+					break
+				}
+			}
+		}
+		if _, ok := byKey[key]; !ok {
+			keys = append(keys, key)
+		}
+		byKey[key] = append(byKey[key], i)
+	}
+	groups := make([][]int, 0, len(keys))
+	for _, k := range keys {
+		groups = append(groups, byKey[k])
+	}
+	return groups
+}
+
+// createArchive runs borg create for one repository and reads its stats. live allows a live
+// progress line on a terminal; repositories written at once log their progress instead.
+func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string, chunking chunkingChoice, live bool) BackupSummary {
 	s := BackupSummary{Repository: repo.Raw, Archive: name, ChunkerParams: chunking.Params}
 	if chunking.Previous != "" {
 		s.ChunkerChange = fmt.Sprintf("chunker params change from %s to %s: this archive stores every file once more, later ones only what is new", chunking.Previous, chunking.Params)
@@ -270,6 +320,7 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 		for {
 			files = 0
 			prog := newProgressLine(o, repo.Raw, createProgress)
+			prog.terminal = prog.terminal && live
 			var err error
 			res, err = r.Run(ctx, borg.Call{
 				Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,

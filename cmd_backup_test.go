@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
+	"github.com/cht-backup/cht-backup/state"
 )
 
 // chtHost is a throwaway CHT host: a tree and, unless skipped, its running containers.
@@ -283,9 +286,48 @@ func TestBackupDryRunAndRepositorySelection(t *testing.T) {
 	if a, b := archiveNames(t, w, w.remoteRepo()), archiveNames(t, w, second); len(a) != 0 || len(b) != 1 {
 		t.Fatalf("--repo must pick one repository: remote %v, local %v", a, b)
 	}
-	time.Sleep(1100 * time.Millisecond)
 	r = w.run(append([]string{"backup", "--cht-dir", h.tree.Root}, w.common(testEnv["SSH_SHELL_KEY"])...)...)
 	if r.code != 0 || len(lines(r.stdout, "ok ")) != 2 {
 		t.Fatalf("backup to both configured repositories:\n%s", r)
+	}
+	// A local disk and a backup server are different media: both were written at once.
+	f, err := state.Load(w.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, local := f.Find(state.JobBackup, w.remoteRepo()), f.Find(state.JobBackup, second)
+	if remote == nil || local == nil {
+		t.Fatalf("state after the backup to both: %+v", f.Entries)
+	}
+	a, b := remote.LastRun, local.LastRun
+	if !a.Start.Before(b.End) || !b.Start.Before(a.End) {
+		t.Errorf("the server and the local disk were written one after the other: %s-%s and %s-%s",
+			a.Start.Format(time.StampMilli), a.End.Format(time.StampMilli), b.Start.Format(time.StampMilli), b.End.Format(time.StampMilli))
+	}
+}
+
+// Repositories are grouped by what they are written to: one server (whatever the path or user),
+// one local filesystem; a group is written in turn, groups at once.
+func TestGroupByMedium(t *testing.T) {
+	dir := t.TempDir()
+	repo := func(s string) borg.Repository {
+		r, err := borg.ParseRepository(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	repos := []borg.Repository{
+		repo("ssh://borg@backup.example.org/./cht"),
+		repo(filepath.Join(dir, "a")),
+		repo("ssh://other@BACKUP.example.org:2222/srv/cht"),
+		repo("ssh://borg@offsite.example.net/./cht"),
+		repo(filepath.Join(dir, "not-yet", "b")), // not there: the filesystem of its nearest parent
+		repo("/proc/cht"),                        // another filesystem
+	}
+	got := groupByMedium(repos)
+	want := [][]int{{0, 2}, {1, 4}, {3}, {5}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("groups %v, want %v", got, want)
 	}
 }
