@@ -7,9 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cht-backup/cht-backup/systemd"
 )
 
 func scheduleFixture(t *testing.T) (*options, scheduleOptions) {
@@ -30,17 +34,49 @@ func directives(content string) map[string][]string {
 	for _, l := range strings.Split(content, "\n") {
 		l = strings.TrimSpace(l)
 		switch {
-		case l == "" || strings.HasPrefix(l, "#"):
+		case l == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(l, ";"):
 		case strings.HasPrefix(l, "["):
 			section = strings.Trim(l, "[]")
 		default:
 			k, v, _ := strings.Cut(l, "=")
-			m[section+"."+k] = append(m[section+"."+k], v)
+			k = section + "." + strings.TrimSpace(k)
+			m[k] = append(m[k], strings.TrimSpace(v))
 		}
 	}
 	return m
 }
 
+// last is the value systemd uses for a single-valued setting: the last assignment wins.
+func last(d map[string][]string, key string) string {
+	if v := d[key]; len(v) > 0 {
+		return v[len(v)-1]
+	}
+	return ""
+}
+
+// execArgv splits an ExecStart= value of the fixture (no quoting, no escapes) into its argv.
+func execArgv(v string) (cmd []string, flags map[string]string) {
+	words := strings.Fields(v)
+	flags = map[string]string{}
+	for i := 0; i < len(words); i++ {
+		if strings.HasPrefix(words[i], "--") {
+			if i+1 < len(words) && !strings.HasPrefix(words[i+1], "--") {
+				flags[words[i]] = words[i+1]
+				i++
+			} else {
+				flags[words[i]] = ""
+			}
+			continue
+		}
+		cmd = append(cmd, words[i])
+	}
+	return cmd, flags
+}
+
+// The units hold what makes the schedule work and keep the host safe, whatever their comments
+// and the version they name: each job runs the right command with the config file and a lock
+// wait; missed runs are caught up and starts spread; the job runs at low priority in a hardened
+// sandbox that may write only the state dir, borg's dirs, local repositories and the metrics.
 func TestScheduleUnitsContent(t *testing.T) {
 	o, so := scheduleFixture(t)
 	so.BackupCalendar = "*-*-* 01:15:00"
@@ -59,83 +95,106 @@ func TestScheduleUnitsContent(t *testing.T) {
 		t.Fatalf("units: %v", names)
 	}
 
-	svc := directives(byName["cht-backup-backup.service"])
-	wantSvc := map[string][]string{
-		"Unit.Description":                {"cht-backup: nightly backup of this CHT server"},
-		"Unit.Wants":                      {"network-online.target"},
-		"Unit.After":                      {"network-online.target docker.service"},
-		"Service.Type":                    {"oneshot"},
-		"Service.Environment":             {"HOME=/root"},
-		"Service.ExecStart":               {"/usr/local/bin/cht-backup backup --config /etc/cht-backup/cht-backup.env --lock-wait 3h"},
-		"Service.SuccessExitStatus":       {"1"},
-		"Service.KillMode":                {"mixed"},
-		"Service.TimeoutStopSec":          {"90"},
-		"Service.TimeoutStartSec":         {"20h"},
-		"Service.Nice":                    {"10"},
-		"Service.IOSchedulingClass":       {"idle"},
-		"Service.UMask":                   {"0077"},
-		"Service.ProtectSystem":           {"strict"},
-		"Service.ReadWritePaths":          {`/var/lib/cht-backup -/root/.cache/borg -/root/.config/borg -/var/lib/node_exporter/textfile_collector "-/mnt/usb disk/cht"`},
-		"Service.ProtectHome":             {"read-only"},
-		"Service.PrivateTmp":              {"true"},
-		"Service.PrivateDevices":          {"true"},
-		"Service.NoNewPrivileges":         {"true"},
-		"Service.ProtectKernelTunables":   {"true"},
-		"Service.ProtectKernelModules":    {"true"},
-		"Service.ProtectKernelLogs":       {"true"},
-		"Service.ProtectControlGroups":    {"true"},
-		"Service.ProtectClock":            {"true"},
-		"Service.ProtectHostname":         {"true"},
-		"Service.RestrictRealtime":        {"true"},
-		"Service.RestrictSUIDSGID":        {"true"},
-		"Service.RestrictNamespaces":      {"true"},
-		"Service.LockPersonality":         {"true"},
-		"Service.SystemCallArchitectures": {"native"},
-		"Service.SystemCallFilter":        {"@system-service"},
-		"Service.SystemCallErrorNumber":   {"EPERM"},
-		"Service.RestrictAddressFamilies": {"AF_UNIX AF_INET AF_INET6 AF_NETLINK"},
-		"Service.CapabilityBoundingSet":   {"CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_CHOWN CAP_FSETID"},
+	jobs := []struct {
+		job, calendar string
+		then          []string // commands run after the job, in order
+	}{
+		{"backup", "*-*-* 01:15:00", nil},
+		{"check", "Sun *-*-* 04:30:00", []string{"prune"}},
+		{"verify", "*-*-01 05:30:00", nil},
 	}
-	if !reflect.DeepEqual(svc, wantSvc) {
-		for k, v := range wantSvc {
-			if !reflect.DeepEqual(svc[k], v) {
-				t.Errorf("%s = %q, want %q", k, svc[k], v)
+	for _, j := range jobs {
+		unit := "cht-backup-" + j.job
+		t.Run(j.job, func(t *testing.T) {
+			svc := directives(byName[unit+".service"])
+			execs := svc["Service.ExecStart"]
+			if len(execs) != 1+len(j.then) {
+				t.Fatalf("ExecStart=%q, want %s then %v", execs, j.job, j.then)
 			}
-		}
-		for k, v := range svc {
-			if _, ok := wantSvc[k]; !ok {
-				t.Errorf("unexpected %s = %q", k, v)
+			for i, sub := range append([]string{j.job}, j.then...) {
+				cmd, flags := execArgv(execs[i])
+				if !reflect.DeepEqual(cmd, []string{so.Binary, sub}) {
+					t.Errorf("ExecStart #%d runs %q, want %s %s", i+1, cmd, so.Binary, sub)
+				}
+				if want := map[string]string{"--config": so.Config, "--lock-wait": "3h"}; !reflect.DeepEqual(flags, want) {
+					t.Errorf("ExecStart #%d flags %v, want %v", i+1, flags, want)
+				}
 			}
-		}
-	}
+			// The config is cht-backup's to read (--config above), never systemd's.
+			if v, ok := svc["Service.EnvironmentFile"]; ok {
+				t.Errorf("EnvironmentFile=%q: systemd would read the config file differently from cht-backup", v)
+			}
+			if got := svc["Service.Environment"]; !reflect.DeepEqual(got, []string{"HOME=/root"}) {
+				t.Errorf("Environment=%q, want HOME=/root (borg's cache and keys)", got)
+			}
+			// Exit 1 (warnings) is success; 2 (failed) and 75 (lock held) fail the unit.
+			if got := strings.Fields(last(svc, "Service.SuccessExitStatus")); !reflect.DeepEqual(got, []string{"1"}) {
+				t.Errorf("SuccessExitStatus=%q, want 1 alone", got)
+			}
+			// SIGTERM to cht-backup alone, which stops borg with SIGINT within borg's 60 s grace.
+			if last(svc, "Service.KillMode") != "mixed" {
+				t.Errorf("KillMode=%q, want mixed", last(svc, "Service.KillMode"))
+			}
+			if n, err := strconv.Atoi(last(svc, "Service.TimeoutStopSec")); err != nil || n <= 60 {
+				t.Errorf("TimeoutStopSec=%q, want more than borg's 60 s grace", last(svc, "Service.TimeoutStopSec"))
+			}
+			for key, want := range map[string]string{
+				"Service.Type": "oneshot", "Service.Nice": "10", "Service.IOSchedulingClass": "idle", "Service.UMask": "0077",
+				"Service.ProtectSystem": "strict", "Service.ProtectHome": "read-only", "Service.PrivateTmp": "true",
+				"Service.PrivateDevices": "true", "Service.NoNewPrivileges": "true", "Service.ProtectKernelTunables": "true",
+				"Service.ProtectKernelModules": "true", "Service.ProtectKernelLogs": "true", "Service.ProtectControlGroups": "true",
+				"Service.ProtectClock": "true", "Service.ProtectHostname": "true", "Service.RestrictRealtime": "true",
+				"Service.RestrictSUIDSGID": "true", "Service.RestrictNamespaces": "true", "Service.LockPersonality": "true",
+				"Service.SystemCallArchitectures": "native", "Service.SystemCallFilter": "@system-service",
+			} {
+				if got := last(svc, key); got != want {
+					t.Errorf("%s=%q, want %q", key, got, want)
+				}
+			}
+			if got := strings.Fields(last(svc, "Service.RestrictAddressFamilies")); !reflect.DeepEqual(got, []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}) {
+				t.Errorf("RestrictAddressFamilies=%q", got)
+			}
+			caps := strings.Fields(last(svc, "Service.CapabilityBoundingSet"))
+			sort.Strings(caps)
+			if want := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID"}; !reflect.DeepEqual(caps, want) {
+				t.Errorf("CapabilityBoundingSet=%q, want %q", caps, want)
+			}
+			if !strings.Contains(last(svc, "Unit.After"), "network-online.target") || !strings.Contains(last(svc, "Unit.After"), "docker.service") ||
+				!strings.Contains(last(svc, "Unit.Wants"), "network-online.target") {
+				t.Errorf("the job must start after the network and Docker: Wants=%q After=%q", svc["Unit.Wants"], svc["Unit.After"])
+			}
 
-	wantTimer := `# cht-backup-backup.timer: nightly backup. Written by ` + "`cht-backup schedule install`" + ` (cht-backup ` + version + `).
-[Unit]
-Description=Schedule of cht-backup-backup.service: nightly backup
+			// What the sandbox may write, as systemd reads it: exactly these, and each path the
+			// job writes lies within one of them.
+			file := filepath.Join(t.TempDir(), unit+".service")
+			if err := os.WriteFile(file, []byte(byName[unit+".service"]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rw, err := systemd.ReadWritePaths(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sort.Strings(rw)
+			wantRW := []string{"/mnt/usb disk/cht", "/root/.cache/borg", "/root/.config/borg", "/var/lib/cht-backup", "/var/lib/node_exporter/textfile_collector"}
+			if !reflect.DeepEqual(rw, wantRW) {
+				t.Errorf("ReadWritePaths %q, want %q", rw, wantRW)
+			}
+			for _, p := range []string{o.StateDir, "/mnt/usb disk/cht/data", "/var/lib/cht-backup/local-repo", o.MetricsFile, "/root/.cache/borg/x", "/root/.config/borg/security"} {
+				if !systemd.Covered(p, rw) {
+					t.Errorf("a scheduled %s cannot write %s: ReadWritePaths %q", j.job, p, rw)
+				}
+			}
 
-[Timer]
-OnCalendar=*-*-* 01:15:00
-# A run missed while the server was off starts soon after it comes back.
-Persistent=true
-# Spread the start so that many CHT servers do not hit one backup server at the same second.
-RandomizedDelaySec=1800
-Unit=cht-backup-backup.service
-
-[Install]
-WantedBy=timers.target
-`
-	if got := byName["cht-backup-backup.timer"]; got != wantTimer {
-		t.Errorf("backup timer:\n%s\nwant:\n%s", got, wantTimer)
-	}
-	for job, cal := range map[string]string{"check": "Sun *-*-* 04:30:00", "verify": "*-*-01 05:30:00"} {
-		tm := directives(byName["cht-backup-"+job+".timer"])
-		if tm["Timer.OnCalendar"][0] != cal || tm["Timer.Persistent"][0] != "true" || tm["Timer.Unit"][0] != "cht-backup-"+job+".service" {
-			t.Errorf("%s timer: %v", job, tm)
-		}
-		sv := directives(byName["cht-backup-"+job+".service"])
-		if sv["Service.ExecStart"][0] != "/usr/local/bin/cht-backup "+job+" --config /etc/cht-backup/cht-backup.env --lock-wait 3h" {
-			t.Errorf("%s ExecStart: %q", job, sv["Service.ExecStart"])
-		}
+			tm := directives(byName[unit+".timer"])
+			for key, want := range map[string]string{
+				"Timer.OnCalendar": j.calendar, "Timer.Persistent": "true", "Timer.RandomizedDelaySec": "1800",
+				"Timer.Unit": unit + ".service", "Install.WantedBy": "timers.target",
+			} {
+				if got := last(tm, key); got != want {
+					t.Errorf("timer %s=%q, want %q", key, got, want)
+				}
+			}
+		})
 	}
 }
 
