@@ -304,7 +304,13 @@ func TestRestoreInPlaceAsksForYesOnATerminal(t *testing.T) {
 	cmd.Stdin = strings.NewReader("yes\n")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stop, leak := make(chan struct{}), make(chan string, 1)
+	go watchProcs(w.passphrase, stop, leak)
 	err := cmd.Run()
+	close(stop)
+	if where := <-leak; where != "" {
+		t.Fatalf("passphrase visible in %s", where)
+	}
 	r := result{stdout.String(), stderr.String(), 0}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
