@@ -244,3 +244,39 @@ func TestCheckFailsOnASymlinkedEnv(t *testing.T) {
 		t.Fatalf("a symlinked .env must fail the comparison: %+v", res.Problems)
 	}
 }
+
+// A file lost from the restored copy outside the shard files (a nouveau search index, a database
+// CouchDB had set aside under .delete/) belongs to no database, so only the comparison with
+// borg's item list can notice it: it must.
+func TestCheckFailsAFileLostOutsideTheShards(t *testing.T) {
+	for _, rel := range []string{
+		"h/cht/couchdb/nouveau/medic/00-ff/segments_1",
+		"h/cht/couchdb/.delete/20261201.094500.medic.1.couch",
+	} {
+		t.Run(filepath.Base(filepath.Dir(rel)), func(t *testing.T) {
+			root := t.TempDir()
+			m := copyTree(t, root)
+			full := filepath.Join(root, rel)
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(full, []byte("index or set-aside data"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for i := range m.Groups {
+				if m.Groups[i].Name == sources.GroupCouchDB {
+					m.Groups[i].Paths = append(m.Groups[i].Paths, "h/cht/couchdb/nouveau")
+				}
+			}
+			items := archivedItems(t, root)
+			if c := check(t, root, m, items); !c.OK {
+				t.Fatalf("the intact copy must pass: %v", c.Problems)
+			}
+			os.Remove(full)
+			c := check(t, root, m, items)
+			if g := group(t, c, sources.GroupCouchDB); c.OK || g.OK || !strings.Contains(strings.Join(g.Problems, "\n"), rel+" is missing") {
+				t.Fatalf("want a failure naming %s, got %+v", rel, g)
+			}
+		})
+	}
+}
