@@ -114,7 +114,9 @@ func runRestore(ctx context.Context, o *options, ro restoreOptions, in *os.File,
 			err := body(ctx, &oc)
 			oc.End = time.Now()
 			if exitCode(err) == exitWarning {
-				oc.Warnings = []string{oneLine(err.Error())}
+				if len(oc.Warnings) == 0 {
+					oc.Warnings = []string{oneLine(err.Error())}
+				}
 			} else if err != nil {
 				oc.Error, oc.Hint = oneLine(err.Error()), hintOf(err)
 			}
@@ -298,6 +300,7 @@ func restoreInPlace(ctx context.Context, o *options, src restore.Source, ro rest
 			return &userError{err: runErr, hint: "the lines above say what state this host is in; the commands under \"to go back\" return it to the state before the restore"}
 		}
 		if len(res.Warnings) > 0 {
+			oc.Warnings = res.Warnings // status and the metrics name the container, not just a count
 			return warnings{n: len(res.Warnings)}
 		}
 		return nil

@@ -116,8 +116,12 @@ func TestRestoreInPlaceExits1WhenARestartedContainerIsNotRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := f.Find(state.JobRestore, w.remoteRepo()); e == nil || e.LastRun.ExitCode != 1 || e.LastRun.Status != state.StatusWarning {
-		t.Errorf("the restore must be recorded as finished with a warning (exit 1): %+v", e)
+	e := f.Find(state.JobRestore, w.remoteRepo())
+	if e == nil || e.LastRun.ExitCode != 1 || e.LastRun.Status != state.StatusWarning {
+		t.Fatalf("the restore must be recorded as finished with a warning (exit 1): %+v", e)
+	}
+	if ws := strings.Join(e.LastRun.Warnings, "\n"); !strings.Contains(ws, cs.Nginx.Name+" is exited, not running") {
+		t.Errorf("the state must name the container that is not running, so status shows it: %q", ws)
 	}
 }
 
