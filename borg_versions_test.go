@@ -54,6 +54,7 @@ func TestBorgVersionsInUse(t *testing.T) {
 // system's borg on both sides; CHT_BACKUP_TEST_BORG and CHT_BACKUP_TEST_BORG_SERVE run all of it
 // with other series. Every call goes through the key forced to the server series' borg serve.
 func TestBorgVersionMatrix(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	needEnv(t)
 	host := newWorld(t)
 	h := newCHTHost(t, host, sourcestest.LabelsOnly)

@@ -13,6 +13,7 @@ import (
 // repository, name and time (RFC 3339), oldest first; partial .checkpoint archives are marked and
 // never chosen as latest.
 func TestArchivesListsOldestFirstAndLatestSkipsCheckpoints(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	w.mustInit(t, w.remoteRepo())

@@ -55,6 +55,7 @@ func decodeReport(t *testing.T, r result) BackupReport {
 // Every source is in the archive, byte-identical after a plain borg extract, whatever the
 // container naming era; view indexes come before database files.
 func TestBackupArchivesEverySourceByteIdentical(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	for _, naming := range []sourcestest.Naming{sourcestest.LabelsOnly, sourcestest.NamesV1, sourcestest.NamesV2} {
 		t.Run(naming.String(), func(t *testing.T) {
 			w := newWorld(t)

@@ -325,6 +325,7 @@ func bootCouchDB(t *testing.T, dataDir, user, password string) *sourcestest.Couc
 // is backed up, verified and restored, to a directory and in place, with no false alarm; every
 // document committed before the backup began is served afterwards.
 func TestLiveCouchDBBackupVerifyRestore(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h, couch := newRealCHTHost(t, w)
 	seedCHT(t, couch)

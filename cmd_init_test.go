@@ -9,6 +9,7 @@ import (
 )
 
 func TestInitCreatesAppendOnlyRepokeyBlake2AndIsIdempotent(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	for _, kind := range []string{"SSH_SHELL_KEY", "SSH_FORCED_KEY"} {
 		t.Run(kind, func(t *testing.T) {
 			w := newWorld(t)

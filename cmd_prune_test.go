@@ -64,6 +64,7 @@ func repoBytes(t *testing.T, dir string) int64 {
 // server's own compaction key gives the space back. A .checkpoint newer than every complete
 // archive survives, and the policy comes from the config file like every setting.
 func TestPruneAppendOnlyThenServerCompaction(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	w.mustInit(t, w.remoteRepo())
 	forced := testEnv["SSH_FORCED_KEY"]

@@ -52,6 +52,7 @@ func exitsOnRestart(t *testing.T, cli *client.Client, c sourcestest.TestContaine
 // (it exits at start, as with a bad configuration) makes the restore exit 1 and name it, with the
 // command that shows why. The files are restored nonetheless, and the other containers run.
 func TestRestoreInPlaceExits1WhenARestartedContainerIsNotRunning(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	cs, cli := h.containers, h.containers.Client
@@ -245,6 +246,7 @@ func openPTY(t *testing.T) (ptmx, pts *os.File) {
 // the answer yes alone. Any other answer, an empty line or Ctrl-D aborts with nothing changed
 // and nothing recorded, and without a terminal it does not read an answer at all.
 func TestRestoreInPlaceAsksForYesOnATerminal(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	cs, cli := h.containers, h.containers.Client

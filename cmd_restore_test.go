@@ -220,6 +220,7 @@ func noSecrets(t *testing.T, h *chtHost, r result) {
 // backup, then restore NAME --target DIR: every file, container files included, comes back
 // byte-identical with its mode and owner; a non-empty DIR needs --force, which moves aside.
 func TestRestoreTargetByteIdentical(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	w.mustInit(t, w.remoteRepo())
@@ -322,6 +323,7 @@ func TestRestoreTargetByteIdentical(t *testing.T) {
 // --yes: host and container files are as backed up, containers run, and the altered copies are
 // kept aside and named.
 func TestRestoreInPlaceBringsBackHostAndContainers(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	w.mustInit(t, w.remoteRepo())

@@ -55,6 +55,7 @@ func corruptRepository(t *testing.T, repoPath string) string {
 // segment file is damaged on the server it fails with the reason, and an in-place restore of that
 // archive changes nothing.
 func TestVerifyPassesThenCatchesCorruption(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	w.mustInit(t, w.remoteRepo())

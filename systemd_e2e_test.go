@@ -194,6 +194,7 @@ func (h *sdHost) holdHostLockByManualRun() (release func() string) {
 }
 
 func TestScheduledJobsUnderSystemd(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
 	h := newSystemdHost(t)
 	h.setUp()
 

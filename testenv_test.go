@@ -95,6 +95,10 @@ var repoSeq struct {
 	n int
 }
 
+// newWorld gives a test its own directory, passphrase, state dir and repository name, so tests
+// may run in parallel. The long end-to-end tests that call t.Parallel keep to that: they set no
+// environment variable of the test process (t.Setenv), mount nothing, and stop or change none of
+// the shared test sshd, dockerd or test-env files. The others run one at a time before them.
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	needEnv(t)
