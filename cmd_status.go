@@ -329,6 +329,9 @@ func printStatus(w io.Writer, rep StatusReport, now time.Time) {
 		}
 		fmt.Fprintf(w, "  last check:       %s\n", optionalOutcome(r.LastCheck, now))
 		fmt.Fprintf(w, "  last verify:      %s\n", optionalOutcome(r.LastVerify, now))
+		if r.LastVerify != nil {
+			fmt.Fprintf(w, "  couchdb drill:    %s\n", drillLine(r.LastVerify.CouchDB))
+		}
 		if r.LastPrune != nil {
 			fmt.Fprintf(w, "  last prune:       %s\n", outcomeLine(*r.LastPrune, now))
 		}
@@ -357,6 +360,43 @@ func printStatus(w io.Writer, rep StatusReport, now time.Time) {
 		c.Repositories, plural(c.Repositories, "copy", "copies"), c.OffHost, c.OtherMedium)
 	for _, a := range rep.Advice {
 		fmt.Fprintf(w, "  %s\n", a)
+	}
+}
+
+// drillLine says whether CouchDB itself opened the copy the last verify restored.
+func drillLine(d *state.CouchDBDrill) string {
+	if d == nil {
+		return "not recorded: that verify compared the files only"
+	}
+	switch d.Status {
+	case "passed":
+		var names []string
+		for _, db := range d.Databases {
+			names = append(names, db.Name)
+		}
+		version := ""
+		if d.Version != "" {
+			version = " " + d.Version
+		}
+		return fmt.Sprintf("passed: CouchDB%s opened %d %s in the restored copy (%s)", version, len(d.Databases),
+			plural(len(d.Databases), "database", "databases"), strings.Join(names, ", "))
+	case "failed":
+		var bad []string
+		for _, db := range d.Databases {
+			if !db.OK {
+				bad = append(bad, db.Name+": "+db.Problem)
+			}
+		}
+		if len(bad) == 0 && d.Reason != "" {
+			bad = append(bad, d.Reason)
+		}
+		return "FAILED: " + strings.Join(bad, "; ")
+	default:
+		line := "not run"
+		if d.Reason != "" {
+			line += ": " + d.Reason
+		}
+		return line + " (the files were compared, but CouchDB did not open the copy)"
 	}
 }
 
