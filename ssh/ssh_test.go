@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,7 +74,8 @@ func TestProbeShellKey(t *testing.T) {
 		t.Errorf("HostKeyFingerprint = %s, want %s", got, env.Fingerprint)
 	}
 	ctx := context.Background()
-	p := c.Probe(ctx, env.RepoRoot+"/not-created-yet/deeper")
+	disk := quietDisk(t, env)
+	p := c.Probe(ctx, disk+"/not-created-yet/deeper")
 
 	if p.Forced {
 		t.Error("Forced = true for the shell key")
@@ -100,14 +100,9 @@ func TestProbeShellKey(t *testing.T) {
 	if p.FreeErr != nil || p.FreeBytes == 0 {
 		t.Fatalf("FreeBytes = %d, %v", p.FreeBytes, p.FreeErr)
 	}
-	// Same machine, so statfs must agree, give or take what others write meanwhile.
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(env.RepoRoot, &st); err != nil {
-		t.Fatal(err)
-	}
-	local := st.Bavail * uint64(st.Bsize)
-	if diff := int64(local) - int64(p.FreeBytes); diff > 64<<20 || diff < -64<<20 {
-		t.Errorf("FreeBytes = %d, statfs says %d", p.FreeBytes, local)
+	// Same machine, and a disk nobody else writes to: statfs must agree to the byte.
+	if local := statfsFree(t, disk); p.FreeBytes != local {
+		t.Errorf("FreeBytes = %d, statfs of %s says %d", p.FreeBytes, disk, local)
 	}
 }
 
@@ -299,14 +294,9 @@ func TestAuthRefused(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	env := loadTestEnv(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := closedPort(t)
 	start := time.Now()
-	_, err = Dial(context.Background(), Config{KeyFile: env.ShellKey, KnownHostsFile: env.KnownHosts},
+	_, err := Dial(context.Background(), Config{KeyFile: env.ShellKey, KnownHostsFile: env.KnownHosts},
 		Target{User: env.User, Host: "127.0.0.1", Port: port})
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || !ue.Refused {
@@ -476,16 +466,12 @@ func TestAgentOnly(t *testing.T) {
 // the key forced to borg serve.
 func TestFreeSpace(t *testing.T) {
 	env := loadTestEnv(t)
-	free, err := dial(t, env, env.ShellKey).FreeSpace(context.Background(), env.RepoRoot+"/cht")
-	var st syscall.Statfs_t
-	if serr := syscall.Statfs(env.RepoRoot, &st); serr != nil {
-		t.Fatal(serr)
+	disk := quietDisk(t, env)
+	free, err := dial(t, env, env.ShellKey).FreeSpace(context.Background(), disk+"/cht")
+	if local := statfsFree(t, disk); err != nil || free != local {
+		t.Errorf("FreeSpace with the shell key = %d, %v; statfs of %s says %d", free, err, disk, local)
 	}
-	local := st.Bavail * uint64(st.Bsize)
-	if diff := int64(local) - int64(free); err != nil || diff > 64<<20 || diff < -64<<20 {
-		t.Errorf("FreeSpace with the shell key = %d, %v; statfs says %d", free, err, local)
-	}
-	if _, err := dial(t, env, env.ForcedKey).FreeSpace(context.Background(), env.RepoRoot+"/cht"); !errors.Is(err, ErrForcedCommand) {
+	if _, err := dial(t, env, env.ForcedKey).FreeSpace(context.Background(), disk+"/cht"); !errors.Is(err, ErrForcedCommand) {
 		t.Errorf("FreeSpace with the forced key: %v, want ErrForcedCommand", err)
 	}
 }
