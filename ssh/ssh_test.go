@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -409,6 +411,10 @@ func TestAgentOnly(t *testing.T) {
 	env := loadTestEnv(t)
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	agentCmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	agentOut, err := agentCmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := agentCmd.Start(); err != nil {
 		t.Fatalf("ssh-agent: %v", err)
 	}
@@ -416,11 +422,25 @@ func TestAgentOnly(t *testing.T) {
 		agentCmd.Process.Kill()
 		agentCmd.Wait()
 	})
-	for i := 0; i < 50; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
+	// ssh-agent prints its SSH_AUTH_SOCK line once the socket listens: wait for that line.
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(agentOut)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "SSH_AUTH_SOCK=") {
+				listening <- sc.Text()
+				break
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		io.Copy(io.Discard, agentOut)
+	}()
+	select {
+	case line := <-listening:
+		if !strings.Contains(line, sock) {
+			t.Fatalf("ssh-agent listens elsewhere: %s", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ssh-agent did not say within 10s that it listens")
 	}
 	add := exec.Command("ssh-add", env.ShellKey)
 	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
