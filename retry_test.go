@@ -84,13 +84,23 @@ func TestWithRetryBacksOffAndLogs(t *testing.T) {
 // A signal during the wait ends it at once; the error says both what failed and why it stopped.
 func TestWithRetryStopsOnCancel(t *testing.T) {
 	o, _ := jobOptions(t, t.TempDir())
+	logs := &lineWatch{} // read while withRetry writes
+	o.Log.SetOutput(logs)
 	o.RetryWait = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start := time.Now()
-	err := withRetry(ctx, o, "op", func(ctx context.Context) error { return &borg.Error{Kind: borg.ErrConnectionClosed} })
-	if time.Since(start) > 2*time.Second {
-		t.Fatalf("kept waiting after cancel: %s", time.Since(start))
+	defer cancel()
+	result := make(chan error, 1)
+	go func() {
+		result <- withRetry(ctx, o, "op", func(ctx context.Context) error { return &borg.Error{Kind: borg.ErrConnectionClosed} })
+	}()
+	// The signal comes once the wait before the first retry has begun.
+	logs.waitFor(t, "retry 1 of 3 in 1h0m0s", 10*time.Second)
+	cancel()
+	var err error
+	select {
+	case err = <-result:
+	case <-time.After(10 * time.Second):
+		t.Fatal("kept waiting 10s after the cancel")
 	}
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, borg.ErrConnectionClosed) || exitCode(err) != exitInterrupted {
 		t.Fatalf("error %v (exit %d)", err, exitCode(err))
