@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,60 +91,103 @@ func TestBackupRecordsStateMetricsPingsAndStatus(t *testing.T) {
 
 // Two backups on one host never overlap: with --lock-wait 0 the second fails at once naming the
 // first, with a short wait it fails after it, with a long wait it runs once the first is done.
+// The first run is paused (SIGSTOP) while it holds the lock, so it cannot finish before the
+// others have tried, however fast the machine; it resumes once the long-waiting run says it waits.
 func TestBackupTwoConcurrentRunsNeverOverlap(t *testing.T) {
 	w := newWorld(t)
-	h := newCHTHost(t, w, sourcestest.LabelsOnly, func(o *sourcestest.Options) { o.FileSize = 8 << 20 })
+	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	w.mustInit(t, w.remoteRepo())
 	first := w.command(w.backupArgs(h)...)
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- first.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if hd, _ := state.ReadHolder(w.stateDir); hd != nil && hd.PID == first.Process.Pid {
-			break
+	var firstErr error
+	exited := make(chan struct{})
+	go func() { firstErr = first.Wait(); close(exited) }()
+	paused := false
+	resume := func() {
+		if paused {
+			paused = false
+			first.Process.Signal(syscall.SIGCONT)
 		}
-		if time.Now().After(deadline) {
-			first.Process.Kill()
-			t.Fatal("the first backup never took the host lock")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	stillRunning := func(what string) {
-		t.Helper()
+	t.Cleanup(func() {
+		resume()
 		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("the first backup finished before %s; make it slower", what)
-		default:
+		case <-exited:
+		case <-time.After(2 * time.Minute):
+			first.Process.Kill()
+			<-exited
 		}
+	})
+	waitUntil(t, 30*time.Second, "the first backup to take the host lock", func() bool {
+		hd, _ := state.ReadHolder(w.stateDir)
+		return hd != nil && hd.PID == first.Process.Pid
+	})
+	if err := first.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
 	}
+	paused = true
+	waitUntil(t, 10*time.Second, "the first backup to stop", func() bool { return procState(first.Process.Pid) == "T" })
 
 	start := time.Now()
 	r := w.run(w.backupArgs(h, "--lock-wait", "0")...)
-	stillRunning("the --lock-wait 0 run")
 	if r.code != exitLocked || time.Since(start) > 5*time.Second ||
 		!strings.Contains(r.stderr, fmt.Sprintf("pid %d (backup, started ", first.Process.Pid)) || !strings.Contains(r.stderr, "what to do: let that run finish") {
 		t.Fatalf("--lock-wait 0 while a backup runs:\n%s", r)
 	}
 	start = time.Now()
 	r = w.run(w.backupArgs(h, "--lock-wait", "1s")...)
-	stillRunning("the --lock-wait 1s run")
 	if r.code != exitLocked || time.Since(start) < time.Second || !strings.Contains(r.stderr, "waited 1s") {
 		t.Fatalf("--lock-wait 1s while a backup runs:\n%s", r)
 	}
-	r = w.run(w.backupArgs(h, "--lock-wait", "5m")...)
-	if err := <-done; err != nil {
-		t.Fatalf("first backup: %v", err)
+
+	third := w.command(w.backupArgs(h, "--lock-wait", "5m")...)
+	var thirdOut bytes.Buffer
+	thirdErr := &lineWatch{}
+	third.Stdout, third.Stderr = &thirdOut, thirdErr
+	stop, leak := make(chan struct{}), make(chan string, 1)
+	go watchProcs(w.passphrase, stop, leak)
+	if err := third.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if r.code != 0 || !strings.Contains(r.stderr, "waiting up to 5m0s") {
-		t.Fatalf("--lock-wait 5m must wait, then back up:\n%s", r)
+	t.Cleanup(func() {
+		if third.ProcessState == nil {
+			third.Process.Kill()
+			third.Wait()
+		}
+	})
+	thirdErr.waitFor(t, "waiting up to 5m0s", 60*time.Second)
+	resume()
+	<-exited
+	if firstErr != nil {
+		t.Fatalf("first backup: %v", firstErr)
+	}
+	third.Wait()
+	close(stop)
+	if where := <-leak; where != "" {
+		t.Errorf("passphrase visible in %s while the waiting backup ran", where)
+	}
+	if code := third.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("--lock-wait 5m must wait, then back up: exit %d\n%s%s", code, thirdOut.String(), thirdErr)
 	}
 	if names := archiveNames(t, w, w.remoteRepo()); len(names) != 2 {
 		t.Fatalf("want the two archives of the runs that got the lock, got %v", names)
 	}
+}
+
+// procState is the state letter of a process in /proc/PID/stat (R, S, T, Z...), "" if unknown.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// The command name in parentheses may hold blanks: the state follows its closing one.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+3 > len(b) {
+		return ""
+	}
+	return string(b[i+2])
 }
 
 // The lock and staging of a run that was killed are taken over by the next run, which says so.

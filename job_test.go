@@ -115,26 +115,41 @@ func TestRunJobSecondRunFailsNamingTheHolder(t *testing.T) {
 	}
 }
 
-// A waiting run starts as soon as the holder finishes, and says in the log why it waited.
+// A waiting run starts as soon as the holder finishes, and says in the log why it waited. The
+// holder finishes once the waiting run has said so.
 func TestRunJobWaitsForTheHolder(t *testing.T) {
 	dir := t.TempDir()
 	first, _ := jobOptions(t, dir, "/r")
 	release := holdLock(t, first, state.JobBackup)
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		release()
-	}()
-	second, logBuf := jobOptions(t, dir, "/r")
+	defer release()
+	second, _ := jobOptions(t, dir, "/r")
+	logs := &lineWatch{} // read while the waiting run writes
+	second.Log.SetOutput(logs)
 	second.LockWait = time.Minute
-	start := time.Now()
-	if err := runJob(context.Background(), second, state.JobVerify, func(ctx context.Context) ([]state.Outcome, error) { return nil, nil }); err != nil {
+	var releasedAt, ranAt time.Time
+	var mu sync.Mutex
+	done := make(chan error, 1)
+	go func() {
+		done <- runJob(context.Background(), second, state.JobVerify, func(ctx context.Context) ([]state.Outcome, error) {
+			mu.Lock()
+			ranAt = time.Now()
+			mu.Unlock()
+			return nil, nil
+		})
+	}()
+	logs.waitFor(t, "another cht-backup run holds this host's lock: pid", 30*time.Second)
+	mu.Lock()
+	releasedAt = time.Now()
+	mu.Unlock()
+	release()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took < 400*time.Millisecond || took > 5*time.Second {
-		t.Errorf("waited %s, want about 500ms", took)
+	if ranAt.IsZero() || ranAt.Before(releasedAt) {
+		t.Fatalf("the waiting run's work ran at %s, while the holder held the lock until %s", ranAt, releasedAt)
 	}
-	if !strings.Contains(logBuf.String(), "another cht-backup run holds this host's lock: pid") {
-		t.Errorf("log: %s", logBuf)
+	if ranAt.Sub(releasedAt) > 5*time.Second {
+		t.Errorf("the waiting run's work ran at %s, the holder let go at %s: want it soon after", ranAt, releasedAt)
 	}
 }
 

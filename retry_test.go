@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,64 +84,57 @@ func TestWithRetryBacksOffAndLogs(t *testing.T) {
 // A signal during the wait ends it at once; the error says both what failed and why it stopped.
 func TestWithRetryStopsOnCancel(t *testing.T) {
 	o, _ := jobOptions(t, t.TempDir())
+	logs := &lineWatch{} // read while withRetry writes
+	o.Log.SetOutput(logs)
 	o.RetryWait = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start := time.Now()
-	err := withRetry(ctx, o, "op", func(ctx context.Context) error { return &borg.Error{Kind: borg.ErrConnectionClosed} })
-	if time.Since(start) > 2*time.Second {
-		t.Fatalf("kept waiting after cancel: %s", time.Since(start))
+	defer cancel()
+	result := make(chan error, 1)
+	go func() {
+		result <- withRetry(ctx, o, "op", func(ctx context.Context) error { return &borg.Error{Kind: borg.ErrConnectionClosed} })
+	}()
+	// The signal comes once the wait before the first retry has begun.
+	logs.waitFor(t, "retry 1 of 3 in 1h0m0s", 10*time.Second)
+	cancel()
+	var err error
+	select {
+	case err = <-result:
+	case <-time.After(10 * time.Second):
+		t.Fatal("kept waiting 10s after the cancel")
 	}
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, borg.ErrConnectionClosed) || exitCode(err) != exitInterrupted {
 		t.Fatalf("error %v (exit %d)", err, exitCode(err))
 	}
 }
 
-// A passing outage of the backup server: sshd stops, the SSH check and a borg call start and
-// fail, sshd comes back a few seconds later, and both succeed on a retry. The outage is of a
-// private sshd (the test environment's config, host key and borg account, on another port), so
-// tests of other packages using the shared test sshd at the same time are not disturbed.
+// A passing outage of the backup server: the server stops answering, the SSH check and a borg
+// call start and fail, the server comes back once both have failed, and both succeed on a retry.
+// The outage is of a proxy on a port the kernel hands out, in front of the shared test sshd, so
+// tests using that sshd at the same time are not disturbed.
 func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 	w := newWorld(t)
 	w.mustInit(t, w.remoteRepo())
-	const port = "2298"
-	kh := filepath.Join(w.dir, "known_hosts_private_sshd")
+	p := newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
+	port := strconv.Itoa(p.port)
+	kh := filepath.Join(w.dir, "known_hosts_proxy")
 	orig, err := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+port+" ")), 0o600)
-	var sshd *exec.Cmd
-	startSSHD := func() error {
-		sshd = exec.Command("/usr/sbin/sshd", "-D", "-f", filepath.Join(testEnv["TESTENV_DIR"], "sshd_config"),
-			"-o", "Port="+port, "-o", "PidFile="+filepath.Join(w.dir, "sshd.pid"), "-E", filepath.Join(w.dir, "sshd.log"))
-		if err := sshd.Start(); err != nil {
-			return err
-		}
-		for i := 0; i < 100; i++ {
-			if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
-				c.Close()
-				return nil
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return fmt.Errorf("private sshd on port %s did not come up", port)
+	rewritten := bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+port+" "))
+	if bytes.Equal(rewritten, orig) {
+		t.Fatalf("%s has no entry for port %s to rewrite", testEnv["SSH_KNOWN_HOSTS"], testEnv["SSH_PORT"])
 	}
-	stopSSHD := func() {
-		if sshd != nil && sshd.Process != nil {
-			sshd.Process.Kill()
-			sshd.Wait()
-		}
-	}
-	t.Cleanup(stopSSHD)
-	if err := startSSHD(); err != nil {
+	if err := os.WriteFile(kh, rewritten, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	repoURL := strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":"+port+"/", 1)
 
 	// A fresh borg base dir: borg rightly refuses a known repository seen at a new address.
-	t.Setenv("BORG_BASE_DIR", filepath.Join(w.dir, "borg-base-private-port"))
-	o, logBuf := jobOptions(t, w.stateDir, repoURL)
+	t.Setenv("BORG_BASE_DIR", filepath.Join(w.dir, "borg-base-proxy-port"))
+	o, _ := jobOptions(t, w.stateDir, repoURL)
+	logs := &lineWatch{} // read while the retrying calls write
+	o.Log.SetOutput(logs)
 	o.PassphraseFile, o.SSHKey, o.KnownHosts = w.passFile, testEnv["SSH_SHELL_KEY"], kh
 	o.Retries, o.RetryWait = 5, time.Second
 	repo := o.Repos[0]
@@ -152,16 +145,9 @@ func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := listArchives(ctx, r, repo); err != nil {
-		t.Fatalf("the private sshd does not serve the repository: %v", err)
+		t.Fatalf("the proxy does not lead to the repository: %v", err)
 	}
-	stopSSHD()
-	var back time.Time
-	restarted := make(chan error, 1)
-	go func() {
-		time.Sleep(3 * time.Second)
-		back = time.Now() // sshd answers from some point during the start
-		restarted <- startSSHD()
-	}()
+	p.down()
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -181,19 +167,21 @@ func TestRetrySucceedsOnceTheServerIsBack(t *testing.T) {
 		})
 		listDone = time.Now()
 	}()
+	// The server comes back only once both calls have met the outage.
+	logs.waitFor(t, "reaching "+repo.Raw+" failed", 60*time.Second)
+	logs.waitFor(t, "listing archives of "+repo.Raw+" failed", 60*time.Second)
+	back := time.Now()
+	p.up(t)
 	wg.Wait()
-	if err := <-restarted; err != nil {
-		t.Fatal(err)
-	}
 	if reachErr != nil || listErr != nil {
-		t.Fatalf("after sshd came back: reach %v, list %v\n%s", reachErr, listErr, logBuf)
+		t.Fatalf("after the server came back: reach %v, list %v\n%s", reachErr, listErr, logs)
 	}
 	if reachDone.Before(back) || listDone.Before(back) {
-		t.Fatalf("succeeded while sshd was down? (restart began %s, reach %s, list %s)", back, reachDone, listDone)
+		t.Fatalf("succeeded while the server was down? (back at %s, reach %s, list %s)", back, reachDone, listDone)
 	}
-	t.Logf("outage of about %s; reached after %s, listed after %s", back.Sub(start).Round(100*time.Millisecond),
+	t.Logf("outage of %s; reached after %s, listed after %s", back.Sub(start).Round(100*time.Millisecond),
 		reachDone.Sub(start).Round(100*time.Millisecond), listDone.Sub(start).Round(100*time.Millisecond))
-	log := logBuf.String()
+	log := logs.String()
 	for _, want := range []string{
 		"reaching " + repo.Raw + " failed: cannot reach SSH server 127.0.0.1 port " + port,
 		"listing archives of " + repo.Raw + " failed: borg",

@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,12 +10,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,7 +76,8 @@ func TestProbeShellKey(t *testing.T) {
 		t.Errorf("HostKeyFingerprint = %s, want %s", got, env.Fingerprint)
 	}
 	ctx := context.Background()
-	p := c.Probe(ctx, env.RepoRoot+"/not-created-yet/deeper")
+	disk := quietDisk(t, env)
+	p := c.Probe(ctx, disk+"/not-created-yet/deeper")
 
 	if p.Forced {
 		t.Error("Forced = true for the shell key")
@@ -100,14 +102,9 @@ func TestProbeShellKey(t *testing.T) {
 	if p.FreeErr != nil || p.FreeBytes == 0 {
 		t.Fatalf("FreeBytes = %d, %v", p.FreeBytes, p.FreeErr)
 	}
-	// Same machine, so statfs must agree, give or take what others write meanwhile.
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(env.RepoRoot, &st); err != nil {
-		t.Fatal(err)
-	}
-	local := st.Bavail * uint64(st.Bsize)
-	if diff := int64(local) - int64(p.FreeBytes); diff > 64<<20 || diff < -64<<20 {
-		t.Errorf("FreeBytes = %d, statfs says %d", p.FreeBytes, local)
+	// Same machine, and a disk nobody else writes to: statfs must agree to the byte.
+	if local := statfsFree(t, disk); p.FreeBytes != local {
+		t.Errorf("FreeBytes = %d, statfs of %s says %d", p.FreeBytes, disk, local)
 	}
 }
 
@@ -299,14 +296,9 @@ func TestAuthRefused(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	env := loadTestEnv(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := closedPort(t)
 	start := time.Now()
-	_, err = Dial(context.Background(), Config{KeyFile: env.ShellKey, KnownHostsFile: env.KnownHosts},
+	_, err := Dial(context.Background(), Config{KeyFile: env.ShellKey, KnownHostsFile: env.KnownHosts},
 		Target{User: env.User, Host: "127.0.0.1", Port: port})
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || !ue.Refused {
@@ -419,6 +411,10 @@ func TestAgentOnly(t *testing.T) {
 	env := loadTestEnv(t)
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	agentCmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	agentOut, err := agentCmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := agentCmd.Start(); err != nil {
 		t.Fatalf("ssh-agent: %v", err)
 	}
@@ -426,11 +422,25 @@ func TestAgentOnly(t *testing.T) {
 		agentCmd.Process.Kill()
 		agentCmd.Wait()
 	})
-	for i := 0; i < 50; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
+	// ssh-agent prints its SSH_AUTH_SOCK line once the socket listens: wait for that line.
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(agentOut)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "SSH_AUTH_SOCK=") {
+				listening <- sc.Text()
+				break
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		io.Copy(io.Discard, agentOut)
+	}()
+	select {
+	case line := <-listening:
+		if !strings.Contains(line, sock) {
+			t.Fatalf("ssh-agent listens elsewhere: %s", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ssh-agent did not say within 10s that it listens")
 	}
 	add := exec.Command("ssh-add", env.ShellKey)
 	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
@@ -476,16 +486,12 @@ func TestAgentOnly(t *testing.T) {
 // the key forced to borg serve.
 func TestFreeSpace(t *testing.T) {
 	env := loadTestEnv(t)
-	free, err := dial(t, env, env.ShellKey).FreeSpace(context.Background(), env.RepoRoot+"/cht")
-	var st syscall.Statfs_t
-	if serr := syscall.Statfs(env.RepoRoot, &st); serr != nil {
-		t.Fatal(serr)
+	disk := quietDisk(t, env)
+	free, err := dial(t, env, env.ShellKey).FreeSpace(context.Background(), disk+"/cht")
+	if local := statfsFree(t, disk); err != nil || free != local {
+		t.Errorf("FreeSpace with the shell key = %d, %v; statfs of %s says %d", free, err, disk, local)
 	}
-	local := st.Bavail * uint64(st.Bsize)
-	if diff := int64(local) - int64(free); err != nil || diff > 64<<20 || diff < -64<<20 {
-		t.Errorf("FreeSpace with the shell key = %d, %v; statfs says %d", free, err, local)
-	}
-	if _, err := dial(t, env, env.ForcedKey).FreeSpace(context.Background(), env.RepoRoot+"/cht"); !errors.Is(err, ErrForcedCommand) {
+	if _, err := dial(t, env, env.ForcedKey).FreeSpace(context.Background(), disk+"/cht"); !errors.Is(err, ErrForcedCommand) {
 		t.Errorf("FreeSpace with the forced key: %v, want ErrForcedCommand", err)
 	}
 }
