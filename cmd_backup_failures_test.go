@@ -26,9 +26,11 @@ func TestBackupLockedRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { holder.Process.Kill(); holder.Wait() }()
+	// borg has the lock once its roster names the exclusive holder (the lock.exclusive directory
+	// comes first, the roster last).
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(w.remoteRepoPath(), "lock.exclusive")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(w.remoteRepoPath(), "lock.roster")); err == nil && strings.Contains(string(b), `"exclusive": [[`) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -36,7 +38,6 @@ func TestBackupLockedRepository(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(1100 * time.Millisecond)
 	r := w.run(w.backupArgs(h, "--repo-lock-wait", "2")...)
 	if r.code != 2 || !strings.Contains(r.stdout, "lock") || !strings.Contains(r.stderr, "what to do: another borg process holds the repository lock") {
 		t.Fatalf("a locked repository must fail clearly:\n%s", r)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
+	"github.com/cht-backup/cht-backup/ssh/sshtest"
 	"github.com/cht-backup/cht-backup/state"
 )
 
@@ -177,7 +178,7 @@ func TestBackupFaultsOfAccess(t *testing.T) {
 		}, 2, []string{"what to do: create the repository first with `cht-backup init`"}},
 		{"server down", func(t *testing.T, f *faultCase, a []string) []string {
 			// --retries 0: a connection failure is otherwise retried for minutes.
-			return append(replaceFlag(a, "--repo", strings.Replace(f.repo, ":"+testEnv["SSH_PORT"]+"/", ":1/", 1)), "--retries", "0")
+			return append(replaceFlag(a, "--repo", strings.Replace(f.repo, ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", sshtest.ClosedPort(t)), 1)), "--retries", "0")
 		}, 2, []string{"cannot reach", "what to do:"}},
 	}
 	// One host and repository for every case: each fault leaves them as they were, which is

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cht-backup/cht-backup/ssh/sshtest"
 )
 
 func TestPreflightPassesWithEitherKeyKind(t *testing.T) {
@@ -74,7 +77,7 @@ func TestPreflightFailsClearly(t *testing.T) {
 		{"wrong user key", func(w *world, a []string) []string { return replaceFlag(a, "--ssh-key", stranger) },
 			[]string{"refused", "authorized_keys"}},
 		{"server down", func(w *world, a []string) []string {
-			return replaceFlag(a, "--repo", strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", ":1/", 1))
+			return replaceFlag(a, "--repo", strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", sshtest.ClosedPort(w.t)), 1))
 		}, []string{"cannot reach", "refused"}},
 		{"world-readable passphrase file", func(w *world, a []string) []string { return replaceFlag(a, "--passphrase-file", loosePass) },
 			[]string{"0644", "chmod 600"}},

@@ -21,6 +21,8 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/cht-backup/cht-backup/ssh/sshtest"
 )
 
 func localBorgVersion(t *testing.T) string {
@@ -296,7 +298,7 @@ func TestAuthRefused(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	env := loadTestEnv(t)
-	port := closedPort(t)
+	port := sshtest.ClosedPort(t)
 	start := time.Now()
 	_, err := Dial(context.Background(), Config{KeyFile: env.ShellKey, KnownHostsFile: env.KnownHosts},
 		Target{User: env.User, Host: "127.0.0.1", Port: port})
