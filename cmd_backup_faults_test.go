@@ -38,6 +38,7 @@ type faultCase struct {
 	repo   string
 	hashes map[string]string
 	start  time.Time
+	first  string // the archive of the backup made before any fault
 }
 
 func newFaultCase(t *testing.T, opts ...sourcestest.Option) *faultCase {
@@ -45,11 +46,11 @@ func newFaultCase(t *testing.T, opts ...sourcestest.Option) *faultCase {
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly, opts...)
 	w.mustInit(t, w.remoteRepo())
-	if r := w.run(w.backupArgs(h)...); r.code != 0 {
+	r := w.run(w.backupArgs(h, "--json")...)
+	if r.code != 0 {
 		t.Fatalf("first backup:\n%s", r)
 	}
-	time.Sleep(1100 * time.Millisecond) // archive names have one-second resolution
-	return &faultCase{w: w, h: h, repo: w.remoteRepo(), hashes: hashTree(t, h.tree.Root), start: time.Now()}
+	return &faultCase{w: w, h: h, repo: w.remoteRepo(), first: decodeReport(t, r).Archive, hashes: hashTree(t, h.tree.Root), start: time.Now()}
 }
 
 // hashTree is the sha256 of every regular file under root, and the target of every symlink.
@@ -474,9 +475,10 @@ func TestBackupSignalledMidRun(t *testing.T) {
 			b.cmd.Process.Signal(sig)
 			r := b.wait(t)
 			f.assertNothingLost(t, r, lostCheck{code: 130})
-			for _, n := range archiveNames(t, f.w, f.repo)[1:] {
-				if !strings.Contains(n, ".checkpoint") {
-					t.Fatalf("an interrupted backup left a complete-looking archive %q", n)
+			names := archiveNames(t, f.w, f.repo)
+			for _, n := range names {
+				if n != f.first && !strings.Contains(n, ".checkpoint") {
+					t.Fatalf("an interrupted backup left a complete-looking archive %q (the archives: %q; the first backup's: %q)", n, names, f.first)
 				}
 			}
 		})
