@@ -374,7 +374,7 @@ func (f *faultCase) startBackup(t *testing.T, extra ...string) *runningBackup {
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go watchProcs(f.w.passphrase, b.stop, b.leak)
+	go watchProcs(f.w.passphrase, pidsNow(), b.stop, b.leak)
 	t.Cleanup(func() {
 		if !b.waited {
 			b.cmd.Process.Kill()

@@ -147,7 +147,7 @@ func TestBackupTwoConcurrentRunsNeverOverlap(t *testing.T) {
 	thirdErr := &lineWatch{}
 	third.Stdout, third.Stderr = &thirdOut, thirdErr
 	stop, leak := make(chan struct{}), make(chan string, 1)
-	go watchProcs(w.passphrase, stop, leak)
+	go watchProcs(w.passphrase, pidsNow(), stop, leak)
 	if err := third.Start(); err != nil {
 		t.Fatal(err)
 	}

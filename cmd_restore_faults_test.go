@@ -105,7 +105,7 @@ func (w *world) start(t *testing.T, extraEnv []string, args ...string) *liveRun 
 	if err != nil {
 		t.Fatal(err)
 	}
-	go watchProcs(w.passphrase, lr.stop, lr.leak)
+	go watchProcs(w.passphrase, pidsNow(), lr.stop, lr.leak)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

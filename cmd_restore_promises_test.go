@@ -162,7 +162,7 @@ func (w *world) runOnTerminal(t *testing.T, answer string, args ...string) resul
 		t.Fatal(err)
 	}
 	stop, leak := make(chan struct{}), make(chan string, 1)
-	go watchProcs(w.passphrase, stop, leak)
+	go watchProcs(w.passphrase, pidsNow(), stop, leak)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestRestoreInPlaceAsksForYesOnATerminal(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	stop, leak := make(chan struct{}), make(chan string, 1)
-	go watchProcs(w.passphrase, stop, leak)
+	go watchProcs(w.passphrase, pidsNow(), stop, leak)
 	err := cmd.Run()
 	close(stop)
 	if where := <-leak; where != "" {

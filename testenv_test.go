@@ -224,7 +224,7 @@ func (w *world) run(args ...string) result {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	stop := make(chan struct{})
 	leak := make(chan string, 1)
-	go watchProcs(w.passphrase, stop, leak)
+	go watchProcs(w.passphrase, pidsNow(), stop, leak)
 	err := cmd.Run()
 	close(stop)
 	if where := <-leak; where != "" {
@@ -245,11 +245,29 @@ func (w *world) run(args ...string) result {
 	return r
 }
 
-func watchProcs(secret string, stop <-chan struct{}, leak chan<- string) {
+// pidsNow is the set of processes that exist now. Arguments of a go statement are evaluated
+// before the goroutine starts, so `go watchProcs(secret, pidsNow(), ...)` takes it before the run.
+func pidsNow() map[string]bool {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	set := make(map[string]bool, len(dirs))
+	for _, d := range dirs {
+		set[d] = true
+	}
+	return set
+}
+
+// watchProcs reads the argv and environment of every process that did not exist before the run
+// (the binary, borg, ssh, and anything they start), every 10 ms until stop, and reports where
+// the secret shows. Processes that existed before cannot have received it: they are not read,
+// which keeps the watch from taking a good share of a core on a busy machine.
+func watchProcs(secret string, before map[string]bool, stop <-chan struct{}, leak chan<- string) {
 	defer close(leak)
 	for {
 		dirs, _ := filepath.Glob("/proc/[0-9]*")
 		for _, d := range dirs {
+			if before[d] {
+				continue
+			}
 			for _, f := range []string{"cmdline", "environ"} {
 				if b, err := os.ReadFile(filepath.Join(d, f)); err == nil && bytes.Contains(b, []byte(secret)) {
 					exe, _ := os.Readlink(filepath.Join(d, "exe"))
