@@ -11,6 +11,7 @@ import (
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
 
@@ -59,6 +60,10 @@ func runArchives(ctx context.Context, o *options, out io.Writer) error {
 			continue
 		}
 		all = append(all, list...)
+		// The listing is there anyway: status and the next backup count from it.
+		if err := state.RecordArchiveCount(o.StateDir, repo.Raw, len(list), time.Now()); err != nil {
+			o.Log.Debugf("archive count of %s not kept: %v", repo.Raw, err)
+		}
 	}
 	if o.JSON {
 		if err := writeJSON(out, all); err != nil {

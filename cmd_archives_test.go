@@ -68,6 +68,13 @@ func TestArchivesListsOldestFirstAndLatestSkipsCheckpoints(t *testing.T) {
 		t.Errorf("checkpoint not marked: %v", raw)
 	}
 
+	// The two backups counted 2 archives; the listing saw 4, and status counts from it.
+	st := w.run("status", "--json", "--config", w.config, "--state-dir", w.stateDir, "--repo", w.remoteRepo())
+	var rep StatusReport
+	if err := json.Unmarshal([]byte(st.stdout), &rep); err != nil || len(rep.Repositories) != 1 || rep.Repositories[0].Archives == nil || *rep.Repositories[0].Archives != 4 {
+		t.Errorf("status after archives listed 4 must count 4: %v\n%s", err, st)
+	}
+
 	text := w.run(append([]string{"archives", "--repo", w.remoteRepo()}, w.common(testEnv["SSH_FORCED_KEY"])...)...)
 	if !strings.Contains(text.stdout, "partial") || len(lines(text.stdout, " files ")) != 4 {
 		t.Errorf("text listing:\n%s", text)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -109,6 +110,14 @@ type File struct {
 	Entries []Entry   `json:"entries"`
 	// Usage is each repository's size history, oldest first (see Growth).
 	Usage map[string][]UsageSample `json:"usage,omitempty"`
+	// Counts are archive counts learnt outside a recorded job (`archives` lists them anyway).
+	Counts map[string]CountSample `json:"archive_counts,omitempty"`
+}
+
+// CountSample is how many archives a repository held, and when that was learnt.
+type CountSample struct {
+	Archives int       `json:"archives"`
+	Time     time.Time `json:"time"`
 }
 
 // Path is the state file under stateDir.
@@ -173,6 +182,7 @@ func Record(stateDir string, outcomes ...Outcome) (*File, error) {
 	if err := MakeDir(stateDir); err != nil {
 		return nil, err
 	}
+	defer lockStateFile(stateDir)()
 	f, err := Load(stateDir)
 	var damaged *CorruptError
 	if errors.As(err, &damaged) {
@@ -318,7 +328,51 @@ func (f *File) ArchiveCount(repository string) (n int, at time.Time, ok bool) {
 			}
 		}
 	}
+	if c, found := f.Counts[repository]; found && c.Time.After(at) {
+		n, at, ok = c.Archives, c.Time, true
+	}
 	return n, at, ok
+}
+
+// RecordArchiveCount keeps a repository's archive count learnt by a command that is no recorded
+// job, so `status` and the next backup's count start from it.
+func RecordArchiveCount(stateDir, repository string, archives int, at time.Time) error {
+	if err := MakeDir(stateDir); err != nil {
+		return err
+	}
+	defer lockStateFile(stateDir)()
+	f, err := Load(stateDir)
+	if err != nil {
+		return err // a damaged state file is set aside by the next recorded job, not here
+	}
+	if f.Counts == nil {
+		f.Counts = map[string]CountSample{}
+	}
+	f.Counts[repository] = CountSample{Archives: archives, Time: at.UTC()}
+	f.Version = formatVersion
+	f.Updated = time.Now().UTC()
+	return WriteFileAtomic(Path(stateDir), 0o644, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(f)
+	})
+}
+
+// lockStateFile serialises the read-modify-write of the state file between processes: a job
+// holds the host lock while it records, but `archives` keeps a count without it, and neither
+// may write back a state that lacks the other's update. When the lock file cannot be made (a
+// full or read-only disk) the write goes ahead unlocked: recording an outcome matters more,
+// and the write itself says what is wrong.
+func lockStateFile(stateDir string) (unlock func()) {
+	f, err := os.OpenFile(Path(stateDir)+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return func() {}
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { f.Close() }
 }
 
 // freeName is name, or name-2, name-3, ... when that is taken: evidence is never overwritten.

@@ -228,3 +228,35 @@ func TestCompleteDerivesStatusAndExitCode(t *testing.T) {
 		}
 	}
 }
+
+// An archive count learnt outside a job counts when it is the newest, and survives the next
+// recorded job; an older one gives way to a job's newer count.
+func TestRecordArchiveCount(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 11, 30, 2, 30, 0, 0, time.UTC)
+	if _, err := Record(dir, Outcome{Job: JobBackup, Repository: "/r", Start: t0, End: t0.Add(time.Minute), Archives: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordArchiveCount(dir, "/r", 9, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, at, ok := f.ArchiveCount("/r"); !ok || n != 9 || !at.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("count %d at %s (%v), want 9 from the listing", n, at, ok)
+	}
+	if _, err := Record(dir, Outcome{Job: JobCheck, Repository: "/other", Start: t0, End: t0.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ = Load(dir); f.Counts["/r"].Archives != 9 {
+		t.Fatalf("a recorded job dropped the listed count: %+v", f.Counts)
+	}
+	if _, err := Record(dir, Outcome{Job: JobBackup, Repository: "/r", Start: t0.Add(3 * time.Hour), End: t0.Add(3*time.Hour + time.Minute), Archives: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ = Load(dir); func() int { n, _, _ := f.ArchiveCount("/r"); return n }() != 10 {
+		t.Fatalf("the newer backup's count must win: %+v", f)
+	}
+}
