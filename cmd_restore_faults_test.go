@@ -170,6 +170,15 @@ func (lr *liveRun) finish() result {
 // ignores its stop signal, so `docker stop` takes the whole timeout (secs) before the engine kills
 // it: a stop that a test can interrupt. It returns the new container's id.
 func slowToStop(t *testing.T, cli *client.Client, c sourcestest.TestContainer, secs int) string {
+	return recreateContainer(t, cli, c, func(cfg *container.Config, _ *container.HostConfig) {
+		cfg.StopSignal = "SIGUSR1" // the sleeper (a Go program) catches it and does nothing
+		cfg.StopTimeout = &secs
+	})
+}
+
+// recreateContainer replaces a test container by one of the same name, labels and mounts, as
+// edit changes them, and starts it. It returns the new container's id.
+func recreateContainer(t *testing.T, cli *client.Client, c sourcestest.TestContainer, edit func(*container.Config, *container.HostConfig)) string {
 	t.Helper()
 	ctx := context.Background()
 	info, err := cli.ContainerInspect(ctx, c.ID)
@@ -179,10 +188,9 @@ func slowToStop(t *testing.T, cli *client.Client, c sourcestest.TestContainer, s
 	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := info.Config
-	cfg.StopSignal = "SIGUSR1" // the sleeper (a Go program) catches it and does nothing
-	cfg.StopTimeout = &secs
-	resp, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: "none", Mounts: info.HostConfig.Mounts}, nil, nil, c.Name)
+	cfg, hc := info.Config, &container.HostConfig{NetworkMode: "none", Mounts: info.HostConfig.Mounts}
+	edit(cfg, hc)
+	resp, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, c.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,27 +25,10 @@ import (
 // runs now but exits 1 as soon as it is started again once the file "broken" exists in flagDir:
 // a service whose configuration went bad while it was stopped. It returns the new container's id.
 func exitsOnRestart(t *testing.T, cli *client.Client, c sourcestest.TestContainer, flagDir string) string {
-	t.Helper()
-	ctx := context.Background()
-	info, err := cli.ContainerInspect(ctx, c.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := info.Config
-	cfg.Env = append(cfg.Env, "SLEEPER_EXIT_IF=/flags/broken")
-	mounts := append(info.HostConfig.Mounts, mount.Mount{Type: mount.TypeBind, Source: flagDir, Target: "/flags", ReadOnly: true})
-	resp, err := cli.ContainerCreate(ctx, cfg, &container.HostConfig{NetworkMode: "none", Mounts: mounts}, nil, nil, c.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.ContainerRemove(context.Background(), resp.ID, container.RemoveOptions{Force: true}) })
-	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return resp.ID
+	return recreateContainer(t, cli, c, func(cfg *container.Config, hc *container.HostConfig) {
+		cfg.Env = append(cfg.Env, "SLEEPER_EXIT_IF=/flags/broken")
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: flagDir, Target: "/flags", ReadOnly: true})
+	})
 }
 
 // restore --in-place starts again the containers it stopped; one that is not running afterwards
