@@ -39,29 +39,17 @@ func (c *couchInventory) visit(p string, d fs.DirEntry, size int64, sign int) {
 		}
 		return
 	}
-	if !d.Type().IsRegular() {
-		return
+	if d.Type().IsRegular() {
+		addDatabaseFile(c.database, parts[0] == ".shards", parts[2], size, sign)
 	}
-	re := shardFileRE
-	if parts[0] == ".shards" {
-		re = indexFileRE
+}
+
+// database is the inventory's entry for a database, made when first met.
+func (c *couchInventory) database(name string) *Database {
+	if c.dbs[name] == nil {
+		c.dbs[name] = &Database{Name: name}
 	}
-	m := re.FindStringSubmatch(parts[2])
-	if m == nil {
-		return
-	}
-	db := c.dbs[m[1]]
-	if db == nil {
-		db = &Database{Name: m[1]}
-		c.dbs[m[1]] = db
-	}
-	if parts[0] == "shards" {
-		db.ShardFiles += sign
-		db.Bytes += int64(sign) * size
-	} else {
-		db.ViewIndexFiles += sign
-		db.ViewIndexBytes += int64(sign) * size
-	}
+	return c.dbs[name]
 }
 
 // result adds the data directory's own mode, owner and entries, and sorts.
@@ -78,10 +66,7 @@ func (c *couchInventory) result() (CouchDBInventory, error) {
 	for _, e := range entries {
 		inv.RootEntries = append(inv.RootEntries, e.Name())
 	}
-	for _, d := range c.dbs {
-		inv.Databases = append(inv.Databases, *d)
-	}
-	sort.Slice(inv.Databases, func(i, j int) bool { return inv.Databases[i].Name < inv.Databases[j].Name })
+	inv.Databases = sortedDatabases(c.dbs)
 	sort.Strings(inv.ShardRanges)
 	return inv, nil
 }

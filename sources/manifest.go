@@ -344,19 +344,25 @@ func InventoryCouchDB(ctx context.Context, dataDir string) (CouchDBInventory, er
 
 // addDatabaseFile counts a file found at rel under shards/<range>/ (or .shards/<range>/ when
 // index) for its database, when it is a shard file (or a view index file).
-func addDatabaseFile(db func(string) *Database, index bool, rel string, size int64) {
-	if !index {
-		if m := shardFileRE.FindStringSubmatch(rel); m != nil {
-			d := db(m[1])
-			d.ShardFiles++
-			d.Bytes += size
-		}
+// addDatabaseFile counts (sign 1) or uncounts (-1) one regular file of a database, given by its
+// path below the range directory: a shard file <db>.<suffix>.couch under shards/, or a view index
+// file <db>.<suffix>_design/... under .shards/ (index). Other files belong to no database.
+func addDatabaseFile(db func(string) *Database, index bool, rel string, size int64, sign int) {
+	re := shardFileRE
+	if index {
+		re = indexFileRE
+	}
+	m := re.FindStringSubmatch(rel)
+	if m == nil {
 		return
 	}
-	if m := indexFileRE.FindStringSubmatch(rel); m != nil {
-		d := db(m[1])
-		d.ViewIndexFiles++
-		d.ViewIndexBytes += size
+	d := db(m[1])
+	if index {
+		d.ViewIndexFiles += sign
+		d.ViewIndexBytes += int64(sign) * size
+	} else {
+		d.ShardFiles += sign
+		d.Bytes += int64(sign) * size
 	}
 }
 
@@ -398,9 +404,9 @@ func DatabasesOf(files map[string]int64) []Database {
 				}
 				name = base
 			}
-			addDatabaseFile(db, false, name, size)
+			addDatabaseFile(db, false, name, size, 1)
 		case ".shards":
-			addDatabaseFile(db, true, parts[2], size)
+			addDatabaseFile(db, true, parts[2], size, 1)
 		}
 	}
 	return sortedDatabases(dbs)
