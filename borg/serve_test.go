@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"io"
-	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -177,70 +174,6 @@ func TestServeVersionAnswers(t *testing.T) {
 				t.Errorf("request = %x, want %s", sent.Bytes(), want)
 			}
 		})
-	}
-}
-
-// TestServeVersionLocalBorg talks to a real `borg serve` over pipes, as the
-// SSH pre-flight does over a session's stdin and stdout.
-func TestServeVersionLocalBorg(t *testing.T) {
-	out, err := exec.Command("borg", "--version").Output()
-	if err != nil {
-		t.Fatalf("borg --version: %v (borg must be installed for this test)", err)
-	}
-	fields := strings.Fields(string(out))
-	if len(fields) != 2 {
-		t.Fatalf("unexpected borg --version output %q", out)
-	}
-	want := fields[1]
-
-	cmd := exec.Command("borg", "serve")
-	cmd.Env = append(cmd.Environ(), "BORG_BASE_DIR="+t.TempDir())
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close()
-		// borg serve exits on EOF; drain so it cannot block on a full pipe.
-		io.Copy(io.Discard, stdout)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("borg serve did not exit after stdin was closed")
-		}
-	}()
-
-	type result struct {
-		v   string
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := ServeVersion(stdout, stdin)
-		ch <- result{v, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("ServeVersion: %v (stderr: %s)", r.err, stderr.String())
-		}
-		if r.v != want {
-			t.Errorf("ServeVersion = %q, borg --version says %q", r.v, want)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no answer from borg serve within 30s")
 	}
 }
 

@@ -3,7 +3,6 @@ package borg
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -135,32 +134,5 @@ func TestVersionCacheMissingDirectory(t *testing.T) {
 	}
 	if n := countCalls(t, calls); n != 2 {
 		t.Fatalf("borg --version ran %d times without a cache, want 2", n)
-	}
-}
-
-// With the real borg: a cached entry for its own key is believed, so no run pays `borg --version`
-// twice; a cached version this tool does not support is refused like a detected one.
-func TestVersionCacheRealBorg(t *testing.T) {
-	if _, err := exec.LookPath("borg"); err != nil {
-		t.Skip("borg is not installed: run scripts/test-env.sh")
-	}
-	key, err := BinaryKeyOf("borg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(t.TempDir(), "borg-version.json")
-	for _, c := range []struct {
-		cached  string
-		wantErr bool
-	}{{"1.4.9", false}, {"2.0.0", true}} {
-		v, _ := ParseVersion(c.cached)
-		if err := storeVersion(cache, key, v); err != nil {
-			t.Fatal(err)
-		}
-		r := NewRunner(Credentials{}, nil)
-		got, err := r.DetectVersionCached(context.Background(), cache)
-		if got != v || (err != nil) != c.wantErr {
-			t.Fatalf("cached %s: got %v, %v", c.cached, got, err)
-		}
 	}
 }
