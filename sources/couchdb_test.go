@@ -1,14 +1,8 @@
 package sources
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-
-	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
 
 func TestSeqNumber(t *testing.T) {
@@ -27,100 +21,6 @@ func TestSeqNumber(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("SeqNumber(%s) = %d, %v; want %d, ok %v", tt.raw, got, err, tt.want, tt.ok)
 		}
-	}
-}
-
-// realCHT starts a CHT project whose couchdb service is the real CouchDB, with one database.
-func realCHT(t *testing.T) (*sourcestest.Tree, *sourcestest.Containers) {
-	t.Helper()
-	sourcestest.NeedRealCouchDB(t)
-	project := sourcestest.UniqueProject()
-	tree := sourcestest.NewTree(t, t.TempDir(), func(o *sourcestest.Options) { o.Project, o.EmptyCouchDB = project, true })
-	cs := sourcestest.StartRealCHT(t, context.Background(), tree)
-	c := cs.CouchFor(tree)
-	c.Must(t, "PUT", "/medic?q=4", nil, nil)
-	c.Must(t, "POST", "/medic/_bulk_docs", map[string]any{"docs": []map[string]any{{"_id": "a"}, {"_id": "b"}, {"_id": "c"}}}, nil)
-	return tree, cs
-}
-
-// Before borg reads any file, the live CouchDB is asked for its figures; the manifest records
-// them, and never the credentials.
-func TestGatherRecordsLiveCouchDBFigures(t *testing.T) {
-	tree, cs := realCHT(t)
-	o := gatherOpts(tree, t.TempDir())
-	o.Docker = cs.Client
-	g, err := Gather(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	live := g.Manifest.CouchDBLive
-	if live == nil || live.NotAsked != "" || live.Version != "3.4.3" || live.Image != sourcestest.RealCouchDBImage || live.AskedAt.IsZero() {
-		t.Fatalf("live figures: %+v", live)
-	}
-	var medic *DatabaseFigures
-	for i, d := range live.Databases {
-		if d.Name == "medic" {
-			medic = &live.Databases[i]
-		}
-	}
-	if medic == nil || medic.DocCount != 3 || medic.UpdateSeq < 3 {
-		t.Fatalf("medic's figures: %+v in %+v", medic, live.Databases)
-	}
-	data, _ := os.ReadFile(g.ManifestPath)
-	for _, secret := range tree.SecretValues() {
-		if strings.Contains(string(data), secret) {
-			t.Fatalf("the manifest holds a .env secret:\n%s", data)
-		}
-	}
-	if len(g.Notes) != 0 {
-		t.Errorf("no note expected when CouchDB answers: %v", g.Notes)
-	}
-}
-
-// COUCHDB_DATA that is not what the running CouchDB mounts fails, naming both paths.
-func TestGatherRefusesCOUCHDB_DATAThatIsNotTheLiveMount(t *testing.T) {
-	tree, cs := realCHT(t)
-	stale := filepath.Join(t.TempDir(), "old-couchdb")
-	if err := os.MkdirAll(filepath.Join(stale, "shards"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	env, _ := os.ReadFile(tree.EnvFile)
-	if err := os.WriteFile(tree.EnvFile, []byte(strings.ReplaceAll(string(env), "COUCHDB_DATA="+tree.CouchDBData, "COUCHDB_DATA="+stale)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	state := t.TempDir()
-	o := gatherOpts(tree, state)
-	o.Docker = cs.Client
-	g, err := Gather(context.Background(), o)
-	if err == nil {
-		g.Close()
-		t.Fatal("a COUCHDB_DATA other than the live mount must fail")
-	}
-	if !strings.Contains(err.Error(), stale) || !strings.Contains(err.Error(), tree.CouchDBData) {
-		t.Fatalf("the error must name both paths: %v", err)
-	}
-	if left, _ := os.ReadDir(filepath.Join(state, "staging")); len(left) != 0 {
-		t.Errorf("staging left behind: %v", left)
-	}
-}
-
-// CouchDB stopped: the backup goes on from .env, records why CouchDB was not asked, and says so.
-func TestGatherWithCouchDBStoppedSaysSo(t *testing.T) {
-	tree, cs := realCHT(t)
-	cs.Stop(t, context.Background())
-	o := gatherOpts(tree, t.TempDir())
-	o.Docker = cs.Client
-	g, err := Gather(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if live := g.Manifest.CouchDBLive; live == nil || !strings.Contains(live.NotAsked, "CouchDB is not running") || len(live.Databases) != 0 {
-		t.Fatalf("live: %+v", live)
-	}
-	if len(g.Notes) != 1 || !strings.Contains(g.Notes[0], "COUCHDB_DATA from") || !strings.Contains(g.Notes[0], tree.CouchDBData) {
-		t.Fatalf("notes: %v", g.Notes)
 	}
 }
 

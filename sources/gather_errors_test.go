@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
@@ -176,115 +177,6 @@ func TestGatherNoComposeFiles(t *testing.T) {
 	assertNoStaging(t, state)
 }
 
-func TestGatherMissingContainer(t *testing.T) {
-	ctx := context.Background()
-	for _, svc := range []string{ServiceNginx, ServiceCouchDB} {
-		t.Run(svc, func(t *testing.T) {
-			t.Parallel()
-			cs := sourcestest.StartContainers(t, ctx, "", sourcestest.LabelsOnly)
-			tc, part := cs.Nginx, "tls"
-			if svc == ServiceCouchDB {
-				tc, part = cs.CouchDB, "credentials"
-			}
-			cs.Remove(t, tc)
-			tree := sourcestest.NewTree(t, t.TempDir(), func(o *sourcestest.Options) { o.Project = cs.Project })
-			state := t.TempDir()
-			o := gatherOpts(tree, state)
-			o.Docker = cs.Client
-			g, err := Gather(ctx, o)
-			if err != nil {
-				t.Fatalf("a missing container must not stop the backup of the rest: %v", err)
-			}
-			defer func() { g.Close(); assertNoStaging(t, state) }()
-			if len(g.Missing) != 1 {
-				t.Fatalf("missing: %q", g.Missing)
-			}
-			assertOneLine(t, errors.New(g.Missing[0]), part+": ", "no container found for the "+svc+" service", `"`+cs.Project+`"`,
-				"com.docker.compose.project="+cs.Project, cs.Project+"_"+svc+"_1", cs.Project+"-"+svc+"-1", "docker ps -a")
-			assertNoSecret(t, tree, g.Missing[0])
-			other := GroupTLS
-			if part == PartTLS {
-				other = GroupCredentials
-			}
-			if g.Manifest.Group(other) == nil || g.Manifest.Group(GroupCouchDB) == nil || g.Manifest.Group(GroupEnv) == nil {
-				t.Errorf("the parts that could be gathered were not: %+v", g.Manifest.Groups)
-			}
-			if len(g.Manifest.Missing) != 1 || g.Manifest.Missing[0].Part != part {
-				t.Errorf("manifest missing: %+v", g.Manifest.Missing)
-			}
-		})
-	}
-}
-
-func TestFindContainerPrefersLabels(t *testing.T) {
-	ctx := context.Background()
-	labelled := sourcestest.StartContainers(t, ctx, "", sourcestest.LabelsOnly)
-	named := sourcestest.StartContainers(t, ctx, labelled.Project, sourcestest.NamesV2)
-	c, err := FindContainer(ctx, labelled.Client, labelled.Project, ServiceNginx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.ID != labelled.Nginx.ID || c.FoundBy != "labels" {
-		t.Errorf("found %+v, want the labelled %s", c, labelled.Nginx.Name)
-	}
-	named.Remove(t, named.Nginx)
-	labelled.Stop(t, ctx)
-	c, err = FindContainer(ctx, labelled.Client, labelled.Project, ServiceNginx)
-	if err != nil || c.ID != labelled.Nginx.ID || c.State != "exited" {
-		t.Errorf("stopped labelled container: %+v, %v", c, err)
-	}
-}
-
-func TestGatherCancelled(t *testing.T) {
-	ctx := context.Background()
-	cs := sourcestest.StartContainers(t, ctx, "", sourcestest.NamesV1)
-	tree := sourcestest.NewTree(t, t.TempDir(), func(o *sourcestest.Options) { o.Project = cs.Project })
-	state := t.TempDir()
-	o := gatherOpts(tree, state)
-	o.Docker = cs.Client
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err := Gather(cctx, o)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("want context.Canceled, got %v", err)
-	}
-	assertNoStaging(t, state)
-}
-
-func TestNewDockerClient(t *testing.T) {
-	sourcestest.DockerClient(t) // skips when not root
-	cli, err := NewDockerClient(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "nope.sock"))
-	_, err = NewDockerClient(context.Background())
-	assertOneLine(t, err, "cannot reach the Docker engine", "dockerd")
-}
-
-func TestCopyFromContainerMissingDir(t *testing.T) {
-	ctx := context.Background()
-	cs := sourcestest.StartContainers(t, ctx, "", sourcestest.LabelsOnly)
-	c, err := FindContainer(ctx, cs.Client, cs.Project, ServiceNginx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dest := filepath.Join(t.TempDir(), "out")
-	err = CopyFromContainer(ctx, cs.Client, c, "/etc/nginx/nothere/", dest)
-	assertOneLine(t, err, "/etc/nginx/nothere/", "missing", c.Name)
-	if _, err := os.Stat(dest); !os.IsNotExist(err) {
-		t.Errorf("%s created for a missing directory", dest)
-	}
-	// An empty directory copies as an empty directory.
-	if err := CopyFromContainer(ctx, cs.Client, c, "/tmp/", dest); err != nil {
-		t.Fatal(err)
-	}
-	if entries, err := os.ReadDir(dest); err != nil || len(entries) != 0 {
-		t.Errorf("copy of an empty dir holds %v (%v)", entries, err)
-	}
-}
-
 // A .env or compose file that is a symlink: borg would archive only the link, so its content is
 // staged under cht-backup/resolved/ and the manifest says so; the env group is that copy.
 func TestGatherStagesSymlinkedEnvAndCompose(t *testing.T) {
@@ -355,4 +247,15 @@ func gatherOpts2(tree *sourcestest.Tree, state string) GatherOptions {
 	o := gatherOpts(tree, state)
 	o.Skip = []string{"tls", "credentials"}
 	return o
+}
+
+func gatherOpts(tree *sourcestest.Tree, state string) GatherOptions {
+	return GatherOptions{
+		ChtDir:      tree.Root,
+		StateDir:    state,
+		ToolVersion: "test-1.2.3",
+		BorgVersion: "1.2.4",
+		Hostname:    "chthost",
+		Now:         time.Date(2026, 3, 4, 5, 6, 7, 890, time.FixedZone("EAT", 3*3600)),
+	}
 }

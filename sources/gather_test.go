@@ -1,3 +1,5 @@
+//go:build !mutation
+
 package sources
 
 import (
@@ -15,17 +17,6 @@ import (
 
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
 )
-
-func gatherOpts(tree *sourcestest.Tree, state string) GatherOptions {
-	return GatherOptions{
-		ChtDir:      tree.Root,
-		StateDir:    state,
-		ToolVersion: "test-1.2.3",
-		BorgVersion: "1.2.4",
-		Hostname:    "chthost",
-		Now:         time.Date(2026, 3, 4, 5, 6, 7, 890, time.FixedZone("EAT", 3*3600)),
-	}
-}
 
 func TestGatherEachNamingEra(t *testing.T) {
 	for _, naming := range []sourcestest.Naming{sourcestest.LabelsOnly, sourcestest.NamesV1, sourcestest.NamesV2} {
