@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -120,8 +121,18 @@ func TestCheckPassesAnIdenticalCopy(t *testing.T) {
 	if g := group(t, c, sources.GroupCouchDB); !strings.Contains(g.Line, "every file as borg archived it") || g.Archived == nil || g.Archived.Files != 3 {
 		t.Errorf("couchdb line: %+v", g)
 	}
-	if g := group(t, c, sources.GroupTLS); g.SHA256 != 2 || !strings.Contains(g.Line, "as counted") || !strings.Contains(g.Line, "sha256 of 2 files match") {
+	if g := group(t, c, sources.GroupTLS); g.SHA256 != 2 || !strings.Contains(g.Line, "as counted") || !strings.HasSuffix(g.Line, "sha256 of 2 files match") {
 		t.Errorf("tls line: %+v", g)
+	}
+	// A copy that holds exactly what was counted neither grew nor shrank, and the line says
+	// nothing of more, fewer or checksums it has none of; a group without directories does not
+	// name them.
+	g := group(t, c, sources.GroupCouchDB)
+	if g.Grew || g.Line != "3 files in 3 directories, 1.6 KiB: every file as borg archived it" {
+		t.Errorf("an identical couchdb copy: grew %v, line %q", g.Grew, g.Line)
+	}
+	if g := group(t, c, sources.GroupEnv); g.Line != "1 file, 19 B: as counted at backup time, sha256 of 1 file matches" {
+		t.Errorf("env line: %q", g.Line)
 	}
 	if g := group(t, c, "credentials"); !g.Skipped || !strings.Contains(g.Line, "not in this archive") {
 		t.Errorf("a skipped part must be said: %+v", g)
@@ -198,7 +209,13 @@ func TestCheckFailures(t *testing.T) {
 		want   string
 	}{
 		{"lost shard file", func(r string) { os.Remove(filepath.Join(r, "h/cht/couchdb/shards/00-ff/_users.2.couch")) }, sources.GroupCouchDB, "database _users has 0 of its 1 shard files"},
-		{"shard file cut short", func(r string) { os.Truncate(filepath.Join(r, "h/cht/couchdb/shards/00-ff/medic.1.couch"), 10) }, sources.GroupCouchDB, "fewer than counted"},
+		{"shard file cut short", func(r string) { os.Truncate(filepath.Join(r, "h/cht/couchdb/shards/00-ff/medic.1.couch"), 10) }, sources.GroupCouchDB,
+			"h/cht/couchdb/shards/00-ff/medic.1.couch holds 990 B fewer than counted in the archive (cut short)"},
+		{"shard file longer than archived", func(r string) {
+			f, _ := os.OpenFile(filepath.Join(r, "h/cht/couchdb/shards/00-ff/_users.2.couch"), os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte("12345"))
+			f.Close()
+		}, sources.GroupCouchDB, "h/cht/couchdb/shards/00-ff/_users.2.couch holds 5 B more than borg archived"},
 		{"lost view index", func(r string) { os.RemoveAll(filepath.Join(r, "h/cht/couchdb/.shards/00-ff")) }, sources.GroupIndexes, "view index files"},
 		{"lost empty directory", func(r string) { os.Remove(filepath.Join(r, "h/cht/couchdb/.delete")) }, sources.GroupCouchDB, "h/cht/couchdb/.delete is missing"},
 		{"changed .env", func(r string) {
@@ -278,5 +295,35 @@ func TestCheckFailsAFileLostOutsideTheShards(t *testing.T) {
 				t.Fatalf("want a failure naming %s, got %+v", rel, g)
 			}
 		})
+	}
+}
+
+// Archived items missing from the restored copy: the first five are named, the rest counted, so a
+// copy that lost thousands of files still gives a readable report.
+func TestCheckNamesFiveMissingItemsAndCountsTheRest(t *testing.T) {
+	for _, tt := range []struct {
+		lost  int
+		named int
+		more  string
+	}{{1, 1, ""}, {5, 5, ""}, {6, 5, "1 more archived items are missing"}, {8, 5, "3 more archived items are missing"}} {
+		root := t.TempDir()
+		m := copyTree(t, root)
+		items := archivedItems(t, root)
+		for i := 0; i < tt.lost; i++ {
+			items = append(items, borg.Item{Path: fmt.Sprintf("h/cht/couchdb/.delete/gone-%d", i), Type: "d"})
+		}
+		g := group(t, check(t, root, m, items), sources.GroupCouchDB)
+		named, more := 0, []string{}
+		for _, p := range g.Problems {
+			if strings.HasSuffix(p, "is missing from the restored copy") {
+				named++
+			}
+			if strings.Contains(p, "more archived items are missing") {
+				more = append(more, p)
+			}
+		}
+		if g.OK || named != tt.named || (tt.more == "" && len(more) != 0) || (tt.more != "" && (len(more) != 1 || !strings.HasPrefix(more[0], tt.more))) {
+			t.Errorf("%d lost: %d named, summary %q; want %d named and %q (problems %q)", tt.lost, named, more, tt.named, tt.more, g.Problems)
+		}
 	}
 }

@@ -35,10 +35,11 @@ func TestLiveClash(t *testing.T) {
 		srv:                                      "CouchDB data directory " + filepath.Join(srv, "couchdb"),
 		linkSrv:                                  "CouchDB data directory " + filepath.Join(srv, "couchdb"),
 		filepath.Join(srv, "couchdb", "restore"): "CouchDB data directory", // inside the live data
-		filepath.Join(tree.Root, "upgrade-service", ".."): "CHT directory",
-		filepath.Dir(tree.Root):                           "", // DIR/cht is not among the layout's names
-		filepath.Join(root, "restore"):                    "",
-		filepath.Join(link, "restore"):                    "", // a new directory inside the CHT dir touches no live path
+		filepath.Join(linkSrv, "couchdb", "new", "restore"): "CouchDB data directory", // inside it through a link, not there yet
+		filepath.Join(tree.Root, "upgrade-service", ".."):   "CHT directory",
+		filepath.Dir(tree.Root):                             "", // DIR/cht is not among the layout's names
+		filepath.Join(root, "restore"):                      "",
+		filepath.Join(link, "restore"):                      "", // a new directory inside the CHT dir touches no live path
 	} {
 		if got := LiveClash(tree.Root, target); !strings.HasPrefix(got, want) || (want == "" && got != "") {
 			t.Errorf("--target %s: got %q, want %q", target, got, want)
