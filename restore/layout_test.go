@@ -114,7 +114,31 @@ func TestLocatorTakesTheLongestPrefix(t *testing.T) {
 			t.Errorf("%s -> %q, want %q", in, got, want)
 		}
 	}
+	// Nested placements: the deeper one wins, whatever their order.
+	nested := locator([]Placement{{From: "h/cht", To: "/a"}, {From: "h/cht/couchdb", To: "/b"}, {From: "h", To: "/c"}}, "")
+	for in, want := range map[string]string{"h/cht/couchdb/x": "/b/x", "h/cht/y": "/a/y", "h/z": "/c/z"} {
+		if got := nested(in); got != want {
+			t.Errorf("nested: %s -> %q, want %q", in, got, want)
+		}
+	}
 	if got := locator(nil, "/x")("a/b"); got != "/x/a/b" {
 		t.Errorf("fallback: %q", got)
+	}
+}
+
+// A .env that was a symlink at backup time is restored from the copy of its content that the
+// backup staged, never from the link; a manifest without a group falls back to the source path.
+func TestLayoutTakesEachGroupFromWhereTheArchiveHoldsIt(t *testing.T) {
+	m := manifestOf("/home/ubuntu/cht")
+	m.Group(sources.GroupEnv).Root = "cht-backup/resolved/home/ubuntu/cht/upgrade-service/.env"
+	ps := TargetLayout(m, "/r")
+	if ps[2].Group != sources.GroupEnv || ps[2].From != "cht-backup/resolved/home/ubuntu/cht/upgrade-service/.env" {
+		t.Errorf("env placement %+v, want it from the staged copy", ps[2])
+	}
+	m = manifestOf("/srv/cht")
+	m.Groups = nil
+	ps = TargetLayout(m, "/r")
+	if ps[1].From != "srv/cht/couchdb" || ps[2].From != "srv/cht/upgrade-service/.env" {
+		t.Errorf("without groups: couchdb %+v, env %+v", ps[1], ps[2])
 	}
 }

@@ -27,6 +27,11 @@ func TestMoveAsideNeverReusesAName(t *testing.T) {
 	if b, _ := os.ReadFile(p + ".before-restore-S"); string(b) != "older" {
 		t.Fatal("an earlier copy was overwritten")
 	}
+	// The next free name counts on.
+	os.WriteFile(p, []byte("two"), 0o600)
+	if mv, err := moveAside(p, "S"); err != nil || mv.To != p+".before-restore-S-3" {
+		t.Fatalf("third copy moved to %s (%v)", mv.To, err)
+	}
 }
 
 func TestPlaceNeverOverwrites(t *testing.T) {
@@ -183,5 +188,31 @@ func TestRemoveStaleInPlaceScratch(t *testing.T) {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s must stay: %v", d, err)
 		}
+	}
+}
+
+// COUCHDB_DATA through a symlink: the restore's scratch sits beside the real data directory, so
+// that is where a stale one is looked for.
+func TestRemoveStaleInPlaceScratchFollowsALinkedDataDir(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "srv", "couchdb")
+	link := filepath.Join(root, "links", "couchdb")
+	os.MkdirAll(real, 0o755)
+	os.MkdirAll(filepath.Dir(link), 0o755)
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := sourcestest.WriteTree(filepath.Join(root, "cht"), sourcestest.Options{CouchDBData: link, NoChown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := scratchPrefix + "20200101T000000Z-00000000.pid4194305"
+	beside, notThere := filepath.Join(root, "srv", name), filepath.Join(root, "links", name)
+	for _, d := range []string{beside, notThere} {
+		os.MkdirAll(d, 0o700)
+	}
+	removed, err := RemoveStaleInPlaceScratch(tree.Root)
+	if err != nil || len(removed) != 1 || removed[0] != beside {
+		t.Fatalf("removed %v, %v; want only %s", removed, err, beside)
 	}
 }
