@@ -26,9 +26,10 @@ for pkg in "${pkgs[@]}"; do
 	# The mutation tag leaves out the tests that start the real borg, sshd or containers
 	# (their files say //go:build !mutation): one such run per mutant would take hours. The
 	# test command builds without the tag and runs them. One worker: the CPU is shared.
-	# -count=1: gremlins times each mutant's run against its first coverage run; a cached
-	# coverage run takes well under a second and every mutant would then time out.
-	GOFLAGS=-count=1 go run "$GREMLINS" unleash "./$pkg" --tags mutation --workers 1 --timeout-coefficient 5 \
+	# A mutant's run may take the coverage run's time times the coefficient. That run reuses
+	# the build cache (-count=1 only stops it reusing the test result), a mutant's run
+	# compiles and links again: under a second against several on a busy machine, hence 15.
+	GOFLAGS=-count=1 go run "$GREMLINS" unleash "./$pkg" --tags mutation --workers 1 --timeout-coefficient 15 \
 		--output "$json" --output-statuses lt >"$OUT/$pkg.txt" 2>&1 || true
 	took=$(($(date +%s) - started))
 	row=$(python3 - "$json" "$pkg" "$took" "$(date -u +%Y-%m-%d)" <<'PY'
