@@ -13,6 +13,12 @@ func TestParseChunkerParams(t *testing.T) {
 		{in: "19,23,21,4095", want: BorgDefaultChunkerParams}, // borg 1.1's form
 		{in: "fixed,4194304", want: "fixed,4194304"},
 		{in: "fixed,4194304,4096", want: "fixed,4194304,4096"},
+		{in: "fixed,4194304,0", want: "fixed,4194304,0"}, // no header: borg's default
+		{in: "fixed,64", want: "fixed,64"},               // the smallest block size
+		{in: "fixed,8388608", want: "fixed,8388608"},     // the largest: 8 MiB
+		{in: "fixed,63", bad: true},
+		{in: "fixed,8388609", bad: true},
+		{in: "fixed,4096,-1", bad: true},
 		{in: "buzhash,14,18,19,4095", bad: true}, // mask above max
 		{in: "buzhash,17,16,16,4095", bad: true}, // min above max
 		{in: "buzhash,14,24,16,4095", bad: true}, // max above 23

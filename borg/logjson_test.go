@@ -86,3 +86,26 @@ func TestErrorIsOneLineWithHint(t *testing.T) {
 		t.Error("kind or hint missing")
 	}
 }
+
+// The one line a failed borg run leaves: borg's message, else the kind's words, else the last
+// line of stderr, else the exit status; ssh's own last words added when ssh is what failed.
+func TestErrorMessageSaysWhatFailed(t *testing.T) {
+	for _, tt := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{Kind: ErrLockTimeout, Detail: "Remote: first\nRemote: Failed to create/acquire the lock"}, "repository is locked"},
+		{Error{Detail: "Remote: first line\nRemote: Some other failure\n"}, "Some other failure"},
+		{Error{ExitCode: 2}, "exit status 2"},
+		{Error{Kind: ErrConnectionClosed, Message: "Connection closed by remote host", Detail: "ssh: connect to host b port 22: Connection refused"},
+			"Connection closed by remote host (ssh: connect to host b port 22: Connection refused)"},
+		{Error{Kind: ErrConnectionClosed, Message: "Connection closed by remote host"}, "Connection closed by remote host"},
+		{Error{Kind: ErrAuth, Detail: "borg@b: Permission denied (publickey)."}, "the backup server refused our ssh key (borg@b: Permission denied (publickey).)"},
+		{Error{Kind: ErrPassphraseWrong, Message: "passphrase supplied in BORG_PASSPHRASE is incorrect.", Detail: "Remote: noise"}, "passphrase supplied in BORG_PASSPHRASE is incorrect."},
+	} {
+		tt.e.Verb, tt.e.Target = "list", "r"
+		if got, want := tt.e.Error(), "borg list r: "+tt.want; got != want {
+			t.Errorf("%+v:\n got  %s\n want %s", tt.e, got, want)
+		}
+	}
+}
