@@ -70,6 +70,9 @@ func TestParseRepository(t *testing.T) {
 		{"backup.server:/srv/cht", Repository{Raw: "backup.server:/srv/cht", Host: "backup.server", Path: "/srv/cht"}},
 		{"/mnt/usb/cht", Repository{Raw: "/mnt/usb/cht", Path: "/mnt/usb/cht"}},
 		{"file:///mnt/usb/cht", Repository{Raw: "file:///mnt/usb/cht", Path: "/mnt/usb/cht"}},
+		{"ssh://h:65535/r", Repository{Raw: "ssh://h:65535/r", Host: "h", Port: 65535, Path: "/r"}},
+		{"ssh://h:1/r", Repository{Raw: "ssh://h:1/r", Host: "h", Port: 1, Path: "/r"}},
+		{"[fe80::1]:cht", Repository{Raw: "[fe80::1]:cht", Host: "fe80::1", Path: "cht"}},
 	}
 	for _, tt := range tests {
 		got, err := ParseRepository(tt.in)
@@ -81,7 +84,7 @@ func TestParseRepository(t *testing.T) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tt.in, got, tt.want)
 		}
 	}
-	for _, bad := range []string{"", "ssh://host", "ssh://host:99999/x", "host:", "/repo::archive"} {
+	for _, bad := range []string{"", "ssh://host", "ssh://host:99999/x", "ssh://host:65536/x", "ssh://host:0/x", "host:", "/repo::archive", "[fe80::1]:cht::a"} {
 		if _, err := ParseRepository(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
