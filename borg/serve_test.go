@@ -187,3 +187,28 @@ func TestServeVersionWriteError(t *testing.T) {
 type serveFailingWriter struct{}
 
 func (serveFailingWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// borg's version tuple back to the version the server's borg reports: final, alpha, beta and
+// release candidates, with or without the closing marker.
+func TestServeFormatVersion(t *testing.T) {
+	for _, tt := range []struct {
+		parts []any
+		want  string
+	}{
+		{[]any{int64(1), int64(2), int64(4), int64(-1)}, "1.2.4"},
+		{[]any{int64(1), int64(2), int64(4)}, "1.2.4"},
+		{[]any{int64(1), int64(4), int64(0), int64(-4), int64(1)}, "1.4.0a1"},
+		{[]any{int64(1), int64(4), int64(0), int64(-3), uint64(2)}, "1.4.0b2"},
+		{[]any{int64(1), int64(4), int64(0), int64(-2), int64(0)}, "1.4.0rc0"},
+		{[]any{int64(2), int64(0), int64(0), int64(-2)}, "2.0.0"},
+	} {
+		if got, err := serveFormatVersion(tt.parts); err != nil || got != tt.want {
+			t.Errorf("%v: %q, %v; want %q", tt.parts, got, err, tt.want)
+		}
+	}
+	for _, bad := range [][]any{{int64(-1)}, {"1", int64(2)}} {
+		if got, err := serveFormatVersion(bad); err == nil {
+			t.Errorf("%v: %q, want an error", bad, got)
+		}
+	}
+}
