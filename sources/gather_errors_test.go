@@ -65,6 +65,13 @@ func TestGatherSkipContainersWithoutDocker(t *testing.T) {
 	if g.Paths[len(g.Paths)-1] != StagingName || g.Manifest.CHTVersion != "4.21.0" {
 		t.Errorf("paths %q, cht version %q", g.Paths, g.Manifest.CHTVersion)
 	}
+	// The manifest names the host given, and says why CouchDB was not asked for its figures.
+	if g.Manifest.Hostname != "chthost" {
+		t.Errorf("manifest hostname %q, want the one given", g.Manifest.Hostname)
+	}
+	if live := g.Manifest.CouchDBLive; live == nil || live.NotAsked != "Docker is not used by this backup" {
+		t.Errorf("live CouchDB %+v, want it not asked since Docker is not used", live)
+	}
 }
 
 func TestGatherSkipCompose(t *testing.T) {
