@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +66,14 @@ func TestGatherSkipContainersWithoutDocker(t *testing.T) {
 	}
 	if g.Paths[len(g.Paths)-1] != StagingName || g.Manifest.CHTVersion != "4.21.0" {
 		t.Errorf("paths %q, cht version %q", g.Paths, g.Manifest.CHTVersion)
+	}
+	// What restore reads back: the archive paths, the compose files and the .env keys.
+	m := g.Manifest
+	if len(m.ArchivePaths) != len(g.Paths) || m.ArchivePaths[0] != strings.TrimPrefix(tree.CouchDBData, "/")+"/.shards" || m.ArchivePaths[len(m.ArchivePaths)-1] != StagingName {
+		t.Errorf("archive paths %q", m.ArchivePaths)
+	}
+	if !reflect.DeepEqual(m.Sources.ComposeFiles, tree.ComposeFiles) || !slices.Contains(m.EnvKeys, "COUCHDB_PASSWORD") {
+		t.Errorf("compose files %q (want %q), env keys %q", m.Sources.ComposeFiles, tree.ComposeFiles, m.EnvKeys)
 	}
 	// The manifest names the host given, and says why CouchDB was not asked for its figures.
 	if g.Manifest.Hostname != "chthost" {
