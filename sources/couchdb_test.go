@@ -2,6 +2,7 @@ package sources
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,20 @@ func TestDatabasesOfCountsAShardCaughtInTheCompactionSwitch(t *testing.T) {
 	}
 	if got["users"].ShardFiles != 1 || got["users"].Bytes != 10 {
 		t.Errorf("users: %+v, want the live shard only", got["users"])
+	}
+}
+
+// The databases come sorted by name, so reports and manifests read the same on every run.
+func TestDatabasesOfIsSortedByName(t *testing.T) {
+	files := map[string]int64{}
+	for _, name := range []string{"medic", "_users", "medic-sentinel", "account/team-a", "medic-users-meta"} {
+		files["shards/00000000-ffffffff/"+name+".1.couch"] = 1
+	}
+	var names []string
+	for _, d := range DatabasesOf(files) {
+		names = append(names, d.Name)
+	}
+	if got := strings.Join(names, ","); got != "_users,account/team-a,medic,medic-sentinel,medic-users-meta" {
+		t.Errorf("databases in the order %s", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -74,6 +75,26 @@ func TestGatherSkipContainersWithoutDocker(t *testing.T) {
 	}
 	if !reflect.DeepEqual(m.Sources.ComposeFiles, tree.ComposeFiles) || !slices.Contains(m.EnvKeys, "COUCHDB_PASSWORD") {
 		t.Errorf("compose files %q (want %q), env keys %q", m.Sources.ComposeFiles, tree.ComposeFiles, m.EnvKeys)
+	}
+	// Each group counts what a walk of its paths finds.
+	for _, grp := range m.Groups {
+		var files, dirs int64
+		for _, p := range grp.Paths {
+			filepath.WalkDir("/"+p, func(_ string, d fs.DirEntry, err error) error {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.IsDir() {
+					dirs++
+				} else {
+					files++
+				}
+				return nil
+			})
+		}
+		if grp.Files != files || grp.Dirs != dirs || (grp.Name == GroupCouchDB && dirs == 0) {
+			t.Errorf("group %s counts %d files and %d directories; its paths hold %d and %d", grp.Name, grp.Files, grp.Dirs, files, dirs)
+		}
 	}
 	// The manifest names the host given, and says why CouchDB was not asked for its figures.
 	if g.Manifest.Hostname != "chthost" {

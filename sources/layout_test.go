@@ -221,7 +221,7 @@ func assertNoSecret(t *testing.T, tree *sourcestest.Tree, text string) {
 }
 
 func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 163 << 10: "163.0 KiB", 5 << 30: "5.0 GiB"} {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 163 << 10: "163.0 KiB", 5 << 30: "5.0 GiB", 1 << 20: "1.0 MiB", 1<<20 - 1: "1024.0 KiB", 3 << 40: "3.0 TiB"} {
 		if got := HumanBytes(n); got != want {
 			t.Errorf("%d: %s, want %s", n, got, want)
 		}

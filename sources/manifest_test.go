@@ -165,3 +165,18 @@ func TestStaging(t *testing.T) {
 		t.Errorf("RemoveStaleStaging: %v, %v", removed, err)
 	}
 }
+
+// A file that was a symlink at backup time is read back from its staged copy; any other file
+// from where it was archived.
+func TestResolvedCopy(t *testing.T) {
+	m := &Manifest{Resolved: []ResolvedFile{{Path: "h/cht/upgrade-service/.env", Copy: "cht-backup/resolved/1"}, {Path: "h/cht/compose/a.yml", Copy: "cht-backup/resolved/2"}}}
+	for p, want := range map[string]string{
+		"h/cht/upgrade-service/.env": "cht-backup/resolved/1",
+		"h/cht/compose/a.yml":        "cht-backup/resolved/2",
+		"h/cht/compose/b.yml":        "h/cht/compose/b.yml",
+	} {
+		if got := m.ResolvedCopy(p); got != want {
+			t.Errorf("ResolvedCopy(%s) = %s, want %s", p, got, want)
+		}
+	}
+}
