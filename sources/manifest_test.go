@@ -180,3 +180,24 @@ func TestResolvedCopy(t *testing.T) {
 		}
 	}
 }
+
+// A group of files in several directories is rooted at their deepest common directory.
+func TestCommonRoot(t *testing.T) {
+	for _, tt := range []struct {
+		paths []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"h/cht/compose/a.yml"}, "h/cht/compose/a.yml"},
+		{[]string{"h/cht/compose/a.yml", "h/cht/compose/b.yml"}, "h/cht/compose"},
+		{[]string{"h/cht/compose/a.yml", "h/cht/upgrade-service/docker-compose.yml"}, "h/cht"},
+		{[]string{"h/cht", "h/cht/compose/a.yml"}, "h/cht"},
+		{[]string{"h/chtx/a", "h/cht/b"}, "h"},
+		{[]string{"/srv/a", "/opt/b"}, "/"},
+		{[]string{"srv/a", "opt/b"}, "."},
+	} {
+		if got := commonRoot(tt.paths); got != tt.want {
+			t.Errorf("commonRoot(%q) = %q, want %q", tt.paths, got, tt.want)
+		}
+	}
+}
