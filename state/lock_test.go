@@ -213,3 +213,21 @@ func lockHelperProcess(dir string) {
 	time.Sleep(time.Minute)
 	os.Exit(0)
 }
+
+// The error a run gets when another holds the lock says who holds it and how long it waited.
+func TestLockedErrorSaysWhoHoldsTheLock(t *testing.T) {
+	started := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for _, tt := range []struct {
+		e    LockedError
+		want string
+	}{
+		{LockedError{Path: "/s/cht-backup.lock"}, "another cht-backup run holds the host lock /s/cht-backup.lock: a run that has not recorded itself yet; did not wait"},
+		{LockedError{Path: "/s/cht-backup.lock", Holder: &Holder{PID: 42}, Waited: 2 * time.Second}, "another cht-backup run holds the host lock /s/cht-backup.lock: pid 42 (unknown job); waited 2s"},
+		{LockedError{Path: "/s/cht-backup.lock", Holder: &Holder{PID: 42, Job: JobBackup, Started: started}},
+			"another cht-backup run holds the host lock /s/cht-backup.lock: pid 42 (backup, started " + started.Local().Format(time.RFC3339) + "), running for "},
+	} {
+		if got := tt.e.Error(); !strings.HasPrefix(got, tt.want) || (tt.e.Holder == nil || tt.e.Holder.Started.IsZero()) && got != tt.want {
+			t.Errorf("got  %s\nwant %s", got, tt.want)
+		}
+	}
+}
