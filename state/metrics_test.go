@@ -293,3 +293,29 @@ func TestMetricsCouchDBDrill(t *testing.T) {
 		}
 	}
 }
+
+// The unreadable-files and partial series belong to backups: a backup that lacked files and
+// parts says how many and that it is partial; a check has neither series.
+func TestMetricsUnreadableAndPartialAreBackupSeries(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 2, 30, 0, 0, time.UTC)
+	f := &File{}
+	f.apply(Outcome{Job: JobBackup, Repository: "/r", Start: t0, End: t0.Add(time.Minute), Archive: "h-1", Status: StatusPartial, Unreadable: 3, ExitCode: 1})
+	f.apply(Outcome{Job: JobCheck, Repository: "/r", Start: t0, End: t0.Add(time.Minute)})
+	series, err := parseExposition(string(Metrics(f)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]float64{
+		`cht_backup_last_run_unreadable_files{job="backup",repository="/r"}`: 3,
+		`cht_backup_last_run_partial{job="backup",repository="/r"}`:          1,
+	} {
+		if got, ok := series[k]; !ok || got != v {
+			t.Errorf("%s = %v (%v), want %v", k, got, ok, v)
+		}
+	}
+	for _, k := range []string{`cht_backup_last_run_unreadable_files{job="check",repository="/r"}`, `cht_backup_last_run_partial{job="check",repository="/r"}`} {
+		if _, ok := series[k]; ok {
+			t.Errorf("%s: a check has no such series", k)
+		}
+	}
+}

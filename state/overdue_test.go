@@ -49,3 +49,17 @@ func TestWatchesJudgeAgainstMaxAge(t *testing.T) {
 		t.Errorf("unknown free space written as a figure:\n%s", m)
 	}
 }
+
+// An archive's age reads in days from two days on, in hours and minutes before.
+func TestRoundAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		48 * time.Hour:                "2 days",
+		47*time.Hour + 59*time.Minute: "47h59m0s",
+		75 * time.Hour:                "3 days",
+		90 * time.Second:              "2m0s",
+	} {
+		if got := roundAge(d); got != want {
+			t.Errorf("roundAge(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
