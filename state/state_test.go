@@ -80,6 +80,24 @@ func TestRecordCapsWarnings(t *testing.T) {
 	if len(got) != maxWarnings || got[len(got)-1] != "... and 481 more" || ws[0] != "file 0 changed" {
 		t.Fatalf("warnings: %d, last %q", len(got), got[len(got)-1])
 	}
+	// Exactly as many as are kept: all of them, no summary line.
+	f, err = Record(dir, Outcome{Job: JobBackup, Repository: "r", Status: StatusWarning, Warnings: ws[:maxWarnings]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Find(JobBackup, "r").LastRun.Warnings; len(got) != maxWarnings || got[len(got)-1] != ws[maxWarnings-1] {
+		t.Fatalf("%d warnings kept as %d, last %q", maxWarnings, len(got), got[len(got)-1])
+	}
+	// An error line is cut at maxLineBytes, one at the limit is kept whole.
+	for n, want := range map[int]int{maxLineBytes: maxLineBytes, maxLineBytes + 1: maxLineBytes + len("…")} {
+		f, err = Record(dir, Outcome{Job: JobBackup, Repository: "r", Error: strings.Repeat("e", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Find(JobBackup, "r").LastRun.Error; len(got) != want {
+			t.Errorf("an error of %d bytes recorded as %d, want %d", n, len(got), want)
+		}
+	}
 }
 
 // Readers never see a partial state file, however often it is rewritten.
