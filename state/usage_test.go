@@ -129,3 +129,23 @@ func TestUsageMetrics(t *testing.T) {
 		}
 	}
 }
+
+// The growth rate is the least-squares slope: exact on a straight line, the best fit through
+// scattered points, 0 when there is no time span to measure over.
+func TestSlope(t *testing.T) {
+	for _, tt := range []struct {
+		t, v []float64
+		want float64
+	}{
+		{[]float64{0, 1, 2}, []float64{0, 2, 4}, 2},
+		{[]float64{10, 11, 12}, []float64{5, 3, 1}, -2},
+		{[]float64{0, 1, 2}, []float64{0, 1, 5}, 2.5},
+		{[]float64{1, 2, 4, 7}, []float64{3, 1, 6, 9}, 17.0 / 14},
+		{[]float64{3, 3}, []float64{1, 9}, 0},
+		{[]float64{3}, []float64{1}, 0},
+	} {
+		if got := slope(tt.t, tt.v); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("slope(%v, %v) = %v, want %v", tt.t, tt.v, got, tt.want)
+		}
+	}
+}
