@@ -105,6 +105,12 @@ func TestAftermathCommandsUndoInReverse(t *testing.T) {
 		t.Errorf("state:\n%s", joined)
 	}
 
+	// Interrupted while starting, every container up again: nothing is left to finish.
+	state, _ = p.aftermath(&InPlaceResult{Stopped: res.Stopped, ContainersNow: []ContainerState{in(couch, "running"), in(nginx, "running")}}, StepStart, nil)
+	if joined := strings.Join(state, "\n"); strings.Contains(joined, "to finish the restore") {
+		t.Errorf("nothing to finish, yet:\n%s", joined)
+	}
+
 	// Interrupted while starting: CouchDB is up again, nginx not yet.
 	state, cmds = p.aftermath(&InPlaceResult{Stopped: res.Stopped, ContainersNow: []ContainerState{in(couch, "running"), in(nginx, "exited"), in(old, "exited")}},
 		StepStart, []ContainerCopy{{Container: "cht-nginx-1", Dir: "/etc/nginx/private/", SavedTo: "/s/nginx"}})
