@@ -65,7 +65,7 @@ rows = {}
 key = lambda row: row.split("|")[1].strip().strip("`/")
 if old:
     for line in old.group(0).splitlines():
-        if line.startswith("| `") and line.count("|") == 9:
+        if line.startswith("| `") and line.count("|") == 8:
             rows[key(line)] = line
 for row in sys.argv[1:]:
     rows[key(row)] = row
