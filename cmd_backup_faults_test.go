@@ -662,7 +662,6 @@ func TestBackupDegradesWithoutDocker(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f.w.env = append([]string{}, env...)
 			f.start = time.Now()
-			time.Sleep(1100 * time.Millisecond) // a new archive name
 			extra := tt.setup(t, f)
 			start := time.Now()
 			r := f.w.run(f.w.backupArgs(f.h, extra...)...)
@@ -671,6 +670,9 @@ func TestBackupDegradesWithoutDocker(t *testing.T) {
 			}
 			if !strings.Contains(r.stdout, "MISSING") || !strings.Contains(r.stdout, tt.why) || !strings.Contains(r.stdout, "PARTIAL") || !strings.Contains(r.stderr, "backup partial") {
 				t.Fatalf("the run must say the archive is partial and why:\n%s", r)
+			}
+			if dockerGone := tt.name != "container missing"; dockerGone && (!strings.Contains(r.stdout, "note: Docker could not be reached") || strings.Contains(r.stdout, "not used by this backup")) {
+				t.Errorf("the note must say Docker could not be reached, not that it is not used:\n%s", r)
 			}
 			f.assertNothingLost(t, r, lostCheck{code: 2})
 			names := archiveNames(t, f.w, f.repo)

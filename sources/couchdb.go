@@ -217,13 +217,17 @@ func ContainerCouchDBAddress(ctx context.Context, cli *client.Client, id string)
 // silence), then asks that CouchDB for its figures. Everything else that goes wrong is recorded
 // in NotAsked, not an error: a backup of the files is still worth making. notes says what the
 // user should know (CouchDB not running, so .env was trusted).
-func askLiveCouchDB(ctx context.Context, cli *client.Client, layout *Layout, env map[string]string) (live LiveCouchDB, notes []string, err error) {
+func askLiveCouchDB(ctx context.Context, cli *client.Client, dockerErr error, layout *Layout, env map[string]string) (live LiveCouchDB, notes []string, err error) {
 	trustEnv := func(why string) {
 		live.NotAsked = why
 		notes = append(notes, fmt.Sprintf("%s, so COUCHDB_DATA from %s (%s) is backed up as it is, and the drill will have no live figures to compare with", why, layout.EnvFile, layout.CouchDBData))
 	}
 	if cli == nil {
-		trustEnv("Docker is not used by this backup")
+		if dockerErr != nil {
+			trustEnv("Docker could not be reached (" + oneLineOf(dockerErr) + ")")
+		} else {
+			trustEnv("Docker is not used by this backup")
+		}
 		return live, notes, nil
 	}
 	c, ferr := FindContainer(ctx, cli, layout.ProjectName, ServiceCouchDB)
@@ -298,4 +302,10 @@ func oneLine(err error) string {
 		s = s[:i]
 	}
 	return s
+}
+
+// oneLineOf is an error's first line.
+func oneLineOf(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
 }

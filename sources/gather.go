@@ -142,7 +142,7 @@ func Gather(ctx context.Context, o GatherOptions) (_ *Gathered, err error) {
 	if err != nil {
 		return nil, err
 	}
-	live, liveNotes, err := askLiveCouchDB(ctx, o.Docker, layout, env)
+	live, liveNotes, err := askLiveCouchDB(ctx, o.Docker, o.DockerErr, layout, env)
 	if err != nil {
 		return nil, err
 	}
