@@ -224,7 +224,7 @@ func askLiveCouchDB(ctx context.Context, cli *client.Client, dockerErr error, la
 	}
 	if cli == nil {
 		if dockerErr != nil {
-			trustEnv("Docker could not be reached (" + oneLineOf(dockerErr) + ")")
+			trustEnv("Docker could not be reached (" + oneLine(dockerErr) + ")")
 		} else {
 			trustEnv("Docker is not used by this backup")
 		}
@@ -302,10 +302,4 @@ func oneLine(err error) string {
 		s = s[:i]
 	}
 	return s
-}
-
-// oneLineOf is an error's first line.
-func oneLineOf(err error) string {
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	return msg
 }
