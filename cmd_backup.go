@@ -16,6 +16,7 @@ import (
 
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
+	"github.com/cht-backup/cht-backup/ssh"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/urfave/cli/v2"
 )
@@ -424,31 +425,50 @@ func checkReachable(ctx context.Context, o *options, repo borg.Repository) (free
 		}
 		return unknown, nil
 	}
-	c, _, err := o.dialRepository(ctx, repo)
+	c, t, err := o.dialRepository(ctx, repo)
 	if err != nil {
 		return unknown, err
 	}
+	// A server known to force the key to borg serve is not asked: the question would start
+	// borg serve there, half a second of CPU taken from borg create on a small server.
+	login := serverLogin(o, t)
+	if k, ok := knownServerKey(o, login); ok && k.Forced {
+		c.Close()
+		return unknown, nil
+	}
 	// The server is reached once the handshake is done. Its free space is only needed after
-	// borg create, so it is asked for in the background: on a hardened server the question starts
-	// the forced borg serve, a few hundred milliseconds the backup need not wait for.
-	probe := make(chan *int64, 1)
+	// borg create, so it is asked for in the background.
+	type answer struct {
+		free   *int64
+		forced *bool // nil: not learnt
+	}
+	probe := make(chan answer, 1)
 	go func() {
 		defer c.Close()
 		f, err := c.FreeSpace(ctx, repo.Path)
-		if err != nil {
+		var a answer
+		switch {
+		case err == nil:
+			n, no := int64(f), false
+			a.free, a.forced = &n, &no
+		case errors.Is(err, ssh.ErrForcedCommand):
+			yes := true
+			a.forced = &yes
+		default:
 			o.Log.Debugf("free space on %s not learnt: %v", repo.Host, err)
-			probe <- nil
-			return
 		}
-		n := int64(f)
-		probe <- &n
+		probe <- a
 	}()
 	var once sync.Once
 	var got *int64
 	return func() *int64 {
 		once.Do(func() {
 			select {
-			case got = <-probe:
+			case a := <-probe:
+				got = a.free
+				if a.forced != nil {
+					learntServerKey(o, login, *a.forced)
+				}
 			case <-ctx.Done():
 			}
 		})

@@ -267,10 +267,11 @@ func TestBackupServerDownThenBack(t *testing.T) {
 
 // proxy forwards TCP connections to a backend while up; while down its port refuses them.
 type proxy struct {
-	backend string
-	port    int
-	mu      sync.Mutex
-	l       net.Listener
+	backend  string
+	port     int
+	mu       sync.Mutex
+	l        net.Listener
+	upstream []int // local ports of the connections to the backend, in order
 }
 
 func newProxy(t *testing.T, backend string) *proxy {
@@ -301,11 +302,23 @@ func (p *proxy) serve(l net.Listener) {
 					return
 				}
 				defer b.Close()
+				p.mu.Lock()
+				p.upstream = append(p.upstream, b.LocalAddr().(*net.TCPAddr).Port)
+				p.mu.Unlock()
 				go io.Copy(b, c)
 				io.Copy(c, b)
 			}()
 		}
 	}()
+}
+
+// takeUpstream returns the ports of the connections made to the backend since the last call.
+func (p *proxy) takeUpstream() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ports := p.upstream
+	p.upstream = nil
+	return ports
 }
 
 func (p *proxy) down() {

@@ -97,6 +97,14 @@ func initOne(c *cli.Context, o *options, r *borg.Runner, repo borg.Repository, k
 		res.user = "borg"
 	}
 	ctx := c.Context
+	if !repo.Local() {
+		learnt := make(chan struct{})
+		go func() {
+			defer close(learnt)
+			learnServerKey(ctx, o, repo)
+		}()
+		defer func() { <-learnt }()
+	}
 	_, err := r.Run(ctx, borg.Call{Args: borg.InitArgs(repo)})
 	switch {
 	case err == nil:

@@ -308,6 +308,9 @@ func checkRemoteRepository(c *cli.Context, l *Checklist, o *options, repo borg.R
 	l.ok(name, "login", "logged in as "+target.User)
 
 	p := client.Probe(c.Context, repo.Path)
+	if p.ForcedErr == nil {
+		learntServerKey(o, serverLogin(o, target), p.Forced)
+	}
 	if p.Forced {
 		l.info(name, "forced key", "the server forces this key to `borg serve` (hardened, good): whoami, date, hostname and df cannot run there, so borg's version is asked through borg itself")
 	}

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cht-backup/cht-backup/ssh/sshtest"
+	"github.com/cht-backup/cht-backup/state"
 )
 
 func TestPreflightPassesWithEitherKeyKind(t *testing.T) {
@@ -33,6 +35,12 @@ func TestPreflightPassesWithEitherKeyKind(t *testing.T) {
 				}
 			} else if !strings.Contains(r.stdout, "forces this key to `borg serve`") {
 				t.Errorf("forced key not recognised:\n%s", r)
+			}
+			// What the key may run is kept, so that backups need not ask it again.
+			sf, err := state.Load(w.stateDir)
+			login := fmt.Sprintf("%s@%s:%s key %s", testEnv["SSH_USER"], testEnv["SSH_HOST"], testEnv["SSH_PORT"], testEnv[kind])
+			if k, ok := sf.ServerKey(login, time.Now()); err != nil || !ok || k.Forced != (kind == "SSH_FORCED_KEY") {
+				t.Errorf("want %s recorded as forced=%v: %+v (%v)", login, kind == "SSH_FORCED_KEY", sf, err)
 			}
 
 			j := w.run(append([]string{"preflight", "--json", "--repo", w.remoteRepo()}, w.common(testEnv[kind])...)...)

@@ -10,6 +10,8 @@
 #
 # BENCH_MB      size of the sample CHT host's CouchDB data (300)
 # BENCH_ROUNDS  alternating rounds of each comparison; the median of each is compared (5)
+# BENCH_COMPARE_ROUNDS rounds of the comparison with plain borg and borgmatic (11): its target
+#               is 3 %, less than this machine's run-to-run noise, so it needs more of them
 # BENCH_FILES   files of the tree on which cht-backup's own memory is measured (100000)
 # BENCH_DOCS    documents in the real CouchDB before the night of writes (30000)
 # BENCH_SECTIONS which sections to run (compare couchdb memory parallel throughput)
@@ -19,6 +21,7 @@ export PATH="/usr/local/go/bin:$PATH"
 
 mb=${BENCH_MB:-300}
 rounds=${BENCH_ROUNDS:-5}
+compare_rounds=${BENCH_COMPARE_ROUNDS:-11}
 nfiles_mem=${BENCH_FILES:-100000}
 docs=${BENCH_DOCS:-30000}
 sections=${BENCH_SECTIONS:-compare couchdb memory parallel throughput}
@@ -75,6 +78,8 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan" }'; }
+# paired A B: the ratio of the runs of one round, A's line n over B's line n, one per line.
+paired() { paste "$1" "$2" | awk '$2>0 {printf "%.4f\n", $1/$2}'; }
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
 # run_timed FILE cmd...: runs cmd, appends its wall time to FILE, fails the bench on error.
 run_timed() {
@@ -127,7 +132,7 @@ if want compare; then
   [ -z "$bm" ] && { echo "bench: borgmatic is not installed (apt-get install borgmatic): compared with plain borg only"; }
   tools=(cht raw)
   [ -n "$bm" ] && tools+=(bm)
-  for r in $(seq "$rounds"); do
+  for r in $(seq "$compare_rounds"); do
     declare -A repo=()
     for t in "${tools[@]}"; do
       new_repo "repo[$t]" "cmp-$r-$t"
@@ -169,18 +174,24 @@ if want compare; then
     done
   done
   line "- repository: $where; sample CHT host of $(mib "$data_bytes") MiB in $nfiles CouchDB files (random data), lz4, chunker params $chunker for all three"
-  line "- $rounds rounds; in each, every tool backs up into its own new repository, then backs up again with nothing changed; the order of the tools turns each round; medians compared"
+  line "- $compare_rounds rounds; in each, every tool backs up into its own new repository, then backs up again with nothing changed; the order of the tools turns each round"
+  line "- ratio: the median of the rounds' ratios, each of two runs next to each other in time, which cancels the machine's slow and fast spells; the range of the rounds' ratios and the ratio of the median times are given beside it"
   line "- plain borg: \`borg create --compression lz4 --chunker-params $chunker REPO::NAME\` with cht-backup's paths, its manifest replaced by a file of the same size written just before each run"
   [ -n "$bm" ] && line "- borgmatic $("$bm" --version): \`borgmatic create\` with the same paths, compression and chunker params"
   line ""
-  line "| run | cht-backup | plain borg | borgmatic | cht-backup / plain borg | cht-backup / borgmatic |"
+  line "| run | cht-backup (median) | plain borg | borgmatic | cht-backup / plain borg | cht-backup / borgmatic |"
   line "|---|---|---|---|---|---|"
+  # vs OTHER: "ratio (rounds lo-hi; medians m)", cht-backup against OTHER in this night's runs.
+  vs() {
+    local f="$work/t-$night-$1"
+    paired "$work/t-$night-cht" "$f" | sort -g | awk -v m="$(ratio "$(median < "$work/t-$night-cht")" "$(median < "$f")")" \
+      '{a[NR]=$1} END{ med = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f (rounds %.2f-%.2f; medians %s)", med, a[1], a[NR], m }'
+  }
   for night in full unchanged; do
     c=$(median < "$work/t-$night-cht"); rw=$(median < "$work/t-$night-raw"); b="-" rb="-"
-    if [ -n "$bm" ]; then b=$(median < "$work/t-$night-bm"); rb=$(ratio "$c" "$b"); fi
-    line "| $night backup | $c s | $rw s | $b s | $(ratio "$c" "$rw") | $rb |"
-    eval "r_${night}_raw=$(ratio "$c" "$rw")"
-    eval "r_${night}_bm=$rb"
+    rr=$(vs raw); eval "r_${night}_raw=${rr%% *}"
+    if [ -n "$bm" ]; then b="$(median < "$work/t-$night-bm") s"; rb=$(vs bm); eval "r_${night}_bm=${rb%% *}"; fi
+    line "| $night backup | $c s | $rw s | $b | $rr | $rb |"
   done
   judge "full backup, cht-backup / plain borg" "$r_full_raw" "<=" 1.03 "×"
   judge "unchanged night, cht-backup / plain borg" "$r_unchanged_raw" "<=" 1.15 "×"

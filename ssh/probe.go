@@ -19,7 +19,8 @@ const CheckTimeout = 30 * time.Second
 // own error, so one failing check does not hide the others. On a forced key
 // only the borg version is checked and the other errors are ErrForcedCommand.
 type Probe struct {
-	Forced bool // the key is forced to a command (borg serve)
+	Forced    bool  // the key is forced to a command (borg serve)
+	ForcedErr error // asking that failed, so Forced says nothing
 
 	BorgVersion    string // "1.2.4"
 	BorgVersionErr error
@@ -46,6 +47,7 @@ func (c *Client) Probe(ctx context.Context, repoPath string) Probe {
 	forced, err := withTimeout(ctx, func(ctx context.Context) (bool, error) { return c.Forced(ctx) })
 	if err != nil {
 		err = fmt.Errorf("cannot run commands over SSH: %w", err)
+		p.ForcedErr = err
 		p.BorgVersionErr, p.WhoamiErr, p.HostnameErr, p.DateErr, p.FreeErr = err, err, err, err, err
 		return p
 	}

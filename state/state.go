@@ -112,6 +112,9 @@ type File struct {
 	Usage map[string][]UsageSample `json:"usage,omitempty"`
 	// Counts are archive counts learnt outside a recorded job (`archives` lists them anyway).
 	Counts map[string]CountSample `json:"archive_counts,omitempty"`
+	// ServerKeys says, by SSH login (see ServerKey), whether the server forces the key to borg
+	// serve.
+	ServerKeys map[string]ServerKey `json:"server_keys,omitempty"`
 }
 
 // CountSample is how many archives a repository held, and when that was learnt.
@@ -198,15 +201,7 @@ func Record(stateDir string, outcomes ...Outcome) (*File, error) {
 	for _, o := range outcomes {
 		f.apply(o)
 	}
-	f.Version = formatVersion
-	f.Updated = time.Now().UTC()
-	// The file says nothing secret, and a monitoring user may read it for `status`.
-	werr := WriteFileAtomic(Path(stateDir), 0o644, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(f)
-	})
-	if werr != nil {
+	if werr := f.write(stateDir); werr != nil {
 		return nil, werr
 	}
 	if damaged != nil {
@@ -337,6 +332,16 @@ func (f *File) ArchiveCount(repository string) (n int, at time.Time, ok bool) {
 // RecordArchiveCount keeps a repository's archive count learnt by a command that is no recorded
 // job, so `status` and the next backup's count start from it.
 func RecordArchiveCount(stateDir, repository string, archives int, at time.Time) error {
+	return update(stateDir, func(f *File) {
+		if f.Counts == nil {
+			f.Counts = map[string]CountSample{}
+		}
+		f.Counts[repository] = CountSample{Archives: archives, Time: at.UTC()}
+	})
+}
+
+// update applies change to the state file under its lock, outside a recorded job.
+func update(stateDir string, change func(*File)) error {
 	if err := MakeDir(stateDir); err != nil {
 		return err
 	}
@@ -345,12 +350,15 @@ func RecordArchiveCount(stateDir, repository string, archives int, at time.Time)
 	if err != nil {
 		return err // a damaged state file is set aside by the next recorded job, not here
 	}
-	if f.Counts == nil {
-		f.Counts = map[string]CountSample{}
-	}
-	f.Counts[repository] = CountSample{Archives: archives, Time: at.UTC()}
+	change(f)
+	return f.write(stateDir)
+}
+
+// write replaces the state file with f. The caller holds the state file's lock.
+func (f *File) write(stateDir string) error {
 	f.Version = formatVersion
 	f.Updated = time.Now().UTC()
+	// The file says nothing secret, and a monitoring user may read it for `status`.
 	return WriteFileAtomic(Path(stateDir), 0o644, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
