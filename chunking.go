@@ -35,18 +35,8 @@ func chooseChunking(ctx context.Context, o *options, r *borg.Runner, repo borg.R
 		o.Log.Warnf("%v", err)
 		recorded = map[string]state.Chunking{}
 	}
-	rec, known := recorded[repo.Raw]
-	switch {
-	case requested != "" && known && rec.Params == requested:
-		return chunkingChoice{Params: requested, Source: rec.Source, Empty: rec.Empty, record: rec.Empty}, nil
-	case requested != "":
-		c := chunkingChoice{Params: requested, Source: "--chunker-params", Empty: rec.Empty, record: true}
-		if known && !rec.Empty {
-			c.Previous = rec.Params
-		}
+	if c, ok := knownChunking(recorded, repo, requested); ok {
 		return c, nil
-	case known:
-		return chunkingChoice{Params: rec.Params, Source: rec.Source, Empty: rec.Empty, record: rec.Empty}, nil
 	}
 	res, err := r.Run(ctx, borg.Call{Args: borg.LastArchiveInfoArgs(repo)})
 	if err != nil {
@@ -60,6 +50,24 @@ func chooseChunking(ctx context.Context, o *options, r *borg.Runner, repo borg.R
 		return chunkingChoice{Params: p, Source: "newest archive", record: true}, nil
 	}
 	return chunkingChoice{Params: borg.CouchDBChunkerParams, Source: "new repository", record: true}, nil
+}
+
+// knownChunking is the choice chooseChunking makes without asking the repository, when it can.
+func knownChunking(recorded map[string]state.Chunking, repo borg.Repository, requested string) (chunkingChoice, bool) {
+	rec, known := recorded[repo.Raw]
+	switch {
+	case requested != "" && known && rec.Params == requested:
+		return chunkingChoice{Params: requested, Source: rec.Source, Empty: rec.Empty, record: rec.Empty}, true
+	case requested != "":
+		c := chunkingChoice{Params: requested, Source: "--chunker-params", Empty: rec.Empty, record: true}
+		if known && !rec.Empty {
+			c.Previous = rec.Params
+		}
+		return c, true
+	case known:
+		return chunkingChoice{Params: rec.Params, Source: rec.Source, Empty: rec.Empty, record: rec.Empty}, true
+	}
+	return chunkingChoice{}, false
 }
 
 // recordChunking writes c for repo once an archive was made with it (the repository is then

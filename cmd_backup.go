@@ -92,7 +92,9 @@ type BackupSummary struct {
 	// repositoryBytes is the whole repository's size on the server (compressed, deduplicated),
 	// as borg create reported it.
 	repositoryBytes int64
-	ChunkerParams   string `json:"chunker_params,omitempty"`
+	// unreachable: the repository's check found it could not be reached, so nothing was tried.
+	unreachable   bool
+	ChunkerParams string `json:"chunker_params,omitempty"`
 	// ChunkerChange says that this archive was cut with new chunker params, and what that costs.
 	ChunkerChange string   `json:"chunker_change,omitempty"`
 	Unreadable    int      `json:"unreadable_files,omitempty"` // files borg could not read
@@ -127,6 +129,10 @@ func archiveName(host string, t time.Time) string {
 	return host + "-" + t.UTC().Format("2006-01-02T150405Z")
 }
 
+// errNotReached stops createArchive's retries when the repository's check found it unreachable;
+// the check has retried already.
+var errNotReached = errors.New("repository not reached")
+
 // maxSameSecondNames bounds how many backups of one host in one second get an archive each.
 const maxSameSecondNames = 9
 
@@ -154,7 +160,7 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	defer stopGather()
 	prepCtx, stopPrep := context.WithCancel(ctx)
 	defer stopPrep()
-	prepared := prepareRepositories(prepCtx, o, r, bo.ChunkerParams, stopGather)
+	rd := prepareRepositories(prepCtx, o, r, bo.ChunkerParams, stopGather)
 
 	// 2. Gather.
 	host, _ := os.Hostname()
@@ -162,11 +168,11 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	g, err := gatherHost(gatherCtx, o, r, bo, host, now)
 	if err != nil {
 		if gatherCtx.Err() != nil && ctx.Err() == nil { // stopped: no repository can be reached
-			rd := <-prepared
+			<-rd.all
 			return unreachableOutcomes(o, rd.reach), firstError(o.Repos, rd.reach)
 		}
 		stopPrep()
-		<-prepared
+		<-rd.all
 		return nil, err
 	}
 	defer func() {
@@ -174,11 +180,6 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 			log.Errorf("removing staging %s: %v", g.WorkDir, err)
 		}
 	}()
-	rd := <-prepared
-	reachable := rd.reach
-	if allFailed(reachable) {
-		return unreachableOutcomes(o, reachable), firstError(o.Repos, reachable)
-	}
 
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
 		Skipped: g.Skipped, Missing: g.Missing, Notes: g.Notes, Paths: g.Paths, Groups: g.Manifest.Groups}
@@ -186,6 +187,14 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	// 3. borg create to every reachable repository. Repositories on different servers or media
 	// are written at once (measured faster on a 2-core host: BENCHMARKS.md); those sharing one
 	// are written in turn, as they would only compete for its disk or link.
+	//
+	// A repository whose check has not answered yet need not wait for it when its chunker params
+	// are known: borg create is started at once, as it spends its first second starting Python
+	// before it connects, and the check's answer is read when borg fails (see createArchive).
+	recorded, err := state.LoadChunking(o.StateDir)
+	if err != nil {
+		recorded = nil // chooseChunking, in the check, says what is wrong with the file
+	}
 	summaries := make([]BackupSummary, len(o.Repos))
 	outcomes := make([]state.Outcome, len(o.Repos))
 	groups := groupByMedium(o.Repos)
@@ -199,10 +208,16 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 			for _, i := range group {
 				repo := o.Repos[i]
 				s := BackupSummary{Repository: repo.Raw, Archive: report.Archive}
-				if err := reachable[repo.Raw]; err != nil {
-					s.Error, s.Hint = oneLine(err.Error()), hintOf(err)
-					summaries[i], outcomes[i] = s, backupOutcome(s, time.Time{}, time.Time{})
-					continue
+				job := createJob{repo: repo, name: report.Archive, live: live}
+				if c, ok := knownChunking(recorded, repo, bo.ChunkerParams); ok && !rd.isSettled(repo.Raw) {
+					job.chunking, job.unchecked = c, rd
+				} else {
+					if err, _ := rd.wait(ctx, repo.Raw); err != nil {
+						s.Error, s.Hint, s.unreachable = oneLine(err.Error()), hintOf(err), true
+						summaries[i], outcomes[i] = s, backupOutcome(s, time.Time{}, time.Time{})
+						continue
+					}
+					job.chunking = rd.chunkingOf(repo.Raw)
 				}
 				if ctx.Err() != nil {
 					s.Error = "not started: the run was interrupted"
@@ -210,16 +225,20 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 					continue
 				}
 				start := time.Now()
-				s = createArchive(ctx, o, r, repo, g, bo, report.Archive, rd.chunking[repo.Raw], live)
+				s = createArchive(ctx, o, r, g, bo, job)
+				if s.unreachable {
+					summaries[i], outcomes[i] = s, backupOutcome(s, time.Time{}, time.Time{})
+					continue
+				}
 				if s.OK && !bo.DryRun {
 					s.Missing = g.Missing
 				}
 				oc := backupOutcome(s, start, time.Now())
 				if s.OK && !bo.DryRun {
 					after.Lock()
-					oc.Archives = archivesAfterCreate(ctx, o, r, repo, rd.chunking[repo.Raw].Empty)
-					oc.Usage = repositoryUsage(o, repo, s, rd.freeSpace(repo.Raw))
-					recordChunking(o, repo, rd.chunking[repo.Raw])
+					oc.Archives = archivesAfterCreate(ctx, o, r, repo, job.chunking.Empty)
+					oc.Usage = repositoryUsage(o, repo, s, rd.freeSpace(ctx, repo.Raw))
+					recordChunking(o, repo, job.chunking)
 					after.Unlock()
 				}
 				summaries[i], outcomes[i] = s, oc
@@ -227,6 +246,11 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		}()
 	}
 	wg.Wait()
+	stopPrep()
+	<-rd.all
+	if noneReached(summaries) {
+		return unreachableOutcomes(o, rd.reach), firstError(o.Repos, rd.reach)
+	}
 	failed, warned, partial := 0, 0, 0
 	for _, s := range summaries {
 		switch {
@@ -301,15 +325,28 @@ func groupByMedium(repos []borg.Repository) [][]int {
 	return groups
 }
 
-// createArchive runs borg create for one repository and reads its stats. live allows a live
-// progress line on a terminal; repositories written at once log their progress instead.
-func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, g *sources.Gathered, bo backupOptions, name string, chunking chunkingChoice, live bool) BackupSummary {
+// createJob is one repository's borg create in a backup.
+type createJob struct {
+	repo     borg.Repository
+	name     string
+	chunking chunkingChoice
+	live     bool // a live progress line on a terminal is allowed; repositories written at once log their progress
+	// unchecked is set when borg create starts before the repository's check answered. A
+	// failure is then read against the check: an unreachable repository is reported as such,
+	// and one the check had to wait for gets borg create again at once.
+	unchecked *repoReadiness
+}
+
+// createArchive runs borg create for one repository and reads its stats.
+func createArchive(ctx context.Context, o *options, r *borg.Runner, g *sources.Gathered, bo backupOptions, job createJob) BackupSummary {
+	repo, name, chunking := job.repo, job.name, job.chunking
 	s := BackupSummary{Repository: repo.Raw, Archive: name, ChunkerParams: chunking.Params}
 	if chunking.Previous != "" {
 		s.ChunkerChange = fmt.Sprintf("chunker params change from %s to %s: this archive stores every file once more, later ones only what is new", chunking.Previous, chunking.Params)
 	}
 	var files int64
 	var res *borg.Result
+	var unreachable error
 	attempt, committed := 0, false
 	base, taken := name, 1
 	// A dropped connection is tried again with the same archive name. When the connection broke
@@ -321,7 +358,7 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 		for {
 			files = 0
 			prog := newProgressLine(o, repo.Raw, createProgress)
-			prog.terminal = prog.terminal && live
+			prog.terminal = prog.terminal && job.live
 			var err error
 			res, err = r.Run(ctx, borg.Call{
 				Args: borg.CreateArgs(repo, borg.CreateOptions{Archive: name, Paths: g.Paths, Compression: bo.Compression,
@@ -331,6 +368,17 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 				OnFile:     func(borg.FileStatus) { files++ },
 			})
 			prog.done()
+			if rd := job.unchecked; err != nil && rd != nil {
+				job.unchecked = nil
+				switch reach, retried := rd.wait(ctx, repo.Raw); {
+				case reach != nil:
+					unreachable = reach
+					return errNotReached
+				case retried:
+					o.Log.WithField("repository", repo.Raw).Debugf("borg create started while the server was being waited for, and failed (%v); it is reachable now", err)
+					continue
+				}
+			}
 			if !errors.Is(err, borg.ErrArchiveExists) {
 				return err
 			}
@@ -346,6 +394,10 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, repo borg.Re
 			s.Archive = name
 		}
 	})
+	if unreachable != nil {
+		s.Error, s.Hint, s.unreachable = oneLine(unreachable.Error()), hintOf(unreachable), true
+		return s
+	}
 	if committed {
 		o.Log.WithField("repository", repo.Raw).Warnf("archive %s was committed before the connection dropped; it is complete", name)
 		return committedArchive(ctx, r, repo, s)
@@ -474,6 +526,16 @@ func checkReachable(ctx context.Context, o *options, repo borg.Repository) (free
 		})
 		return got
 	}, nil
+}
+
+// noneReached says whether every repository's check found it unreachable.
+func noneReached(ss []BackupSummary) bool {
+	for _, s := range ss {
+		if !s.unreachable {
+			return false
+		}
+	}
+	return len(ss) > 0
 }
 
 func allFailed(m map[string]error) bool {

@@ -272,6 +272,12 @@ type proxy struct {
 	mu       sync.Mutex
 	l        net.Listener
 	upstream []int // local ports of the connections to the backend, in order
+	// hold, when set before the first connection, keeps that connection from the backend until
+	// a second one comes, or for the given time at most; overlapped says a second one came.
+	hold       time.Duration
+	accepted   int
+	second     chan struct{}
+	overlapped bool
 }
 
 func newProxy(t *testing.T, backend string) *proxy {
@@ -295,8 +301,28 @@ func (p *proxy) serve(l net.Listener) {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			p.accepted++
+			n, hold := p.accepted, p.hold
+			if n == 1 && hold > 0 {
+				p.second = make(chan struct{})
+			}
+			if n == 2 && p.second != nil {
+				close(p.second)
+			}
+			second := p.second
+			p.mu.Unlock()
 			go func() {
 				defer c.Close()
+				if n == 1 && hold > 0 {
+					select {
+					case <-second:
+						p.mu.Lock()
+						p.overlapped = true
+						p.mu.Unlock()
+					case <-time.After(hold):
+					}
+				}
 				b, err := net.Dial("tcp", p.backend)
 				if err != nil {
 					return

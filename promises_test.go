@@ -234,7 +234,7 @@ func TestSameSecondBackupTakesNextFreeName(t *testing.T) {
 	name := archiveName("samehost", time.Now())
 	var got []string
 	for range 3 {
-		s := createArchive(ctx, o, r, parsed, g, backupOptions{}, name, chunkingChoice{}, false)
+		s := createArchive(ctx, o, r, g, backupOptions{}, createJob{repo: parsed, name: name})
 		if !s.OK {
 			t.Fatalf("backup into a taken second: %s (%s)", s.Error, s.Hint)
 		}

@@ -108,3 +108,32 @@ func TestBackupDoesNotAskAForcedServerAgain(t *testing.T) {
 	}
 	learnt(before)
 }
+
+// borg create does not wait for the backup's own check of the server: it starts once the host is
+// gathered, and connects while the check's connection is still held back by the proxy.
+func TestBackupStartsBorgBeforeTheCheckAnswers(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	h := newCHTHost(t, w, sourcestest.LabelsOnly)
+	p := newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
+	kh := filepath.Join(w.dir, "proxy_known_hosts")
+	orig, _ := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
+	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600)
+	repo := strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", p.port), 1)
+	common := replaceFlag(w.common(testEnv["SSH_FORCED_KEY"]), "--known-hosts", kh)
+	if r := w.run(append([]string{"init", "--repo", repo}, common...)...); r.code != 0 {
+		t.Fatalf("init:\n%s", r)
+	}
+	p.mu.Lock()
+	p.hold, p.accepted = 10*time.Second, 0
+	p.mu.Unlock()
+	r := w.run(append([]string{"backup", "--repo", repo, "--cht-dir", h.tree.Root}, common...)...)
+	if r.code != 0 {
+		t.Fatalf("backup:\n%s", r)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.overlapped {
+		t.Fatalf("borg create connected only after the check's connection was let through (%d connections)", p.accepted)
+	}
+}
