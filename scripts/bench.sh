@@ -139,7 +139,9 @@ if want compare; then
       if [ "$t" = cht ]; then
         "$B" init --config /dev/null --passphrase-file "$work/pass" --state-dir "$work/cmp-state-$r" --repo "${repo[$t]}" "${ssh_flags[@]}" >/dev/null
       else
-        BORG_RSH="${ssh_cmd:-ssh}" borg init -e repokey-blake2 "${repo[$t]}" >/dev/null 2>&1
+        # Append-only like the repository cht-backup makes, so the tools are compared on one
+        # kind of repository.
+        BORG_RSH="${ssh_cmd:-ssh}" borg init -e repokey-blake2 --append-only "${repo[$t]}" >/dev/null 2>&1
       fi
     done
     if [ -n "$bm" ]; then
@@ -176,6 +178,7 @@ if want compare; then
   line "- repository: $where; sample CHT host of $(mib "$data_bytes") MiB in $nfiles CouchDB files (random data), lz4, chunker params $chunker for all three"
   line "- $compare_rounds rounds; in each, every tool backs up into its own new repository, then backs up again with nothing changed; the order of the tools turns each round"
   line "- ratio: the median of the rounds' ratios, each of two runs next to each other in time, which cancels the machine's slow and fast spells; the range of the rounds' ratios and the ratio of the median times are given beside it"
+  line "- every repository is made by \`borg init -e repokey-blake2 --append-only\` (cht-backup's by its own init, which does the same)"
   line "- plain borg: \`borg create --compression lz4 --chunker-params $chunker REPO::NAME\` with cht-backup's paths, its manifest replaced by a file of the same size written just before each run"
   [ -n "$bm" ] && line "- borgmatic $("$bm" --version): \`borgmatic create\` with the same paths, compression and chunker params"
   line ""
