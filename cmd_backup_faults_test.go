@@ -233,15 +233,7 @@ func replaceFlagValue(args []string, flag string) string {
 func TestBackupServerDownThenBack(t *testing.T) {
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
-	p := newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
-	kh := filepath.Join(w.dir, "proxy_known_hosts")
-	orig, _ := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
-	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600)
-	repo := strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", p.port), 1)
-	common := replaceFlag(w.common(testEnv["SSH_SHELL_KEY"]), "--known-hosts", kh)
-	if r := w.run(append([]string{"init", "--repo", repo}, common...)...); r.code != 0 {
-		t.Fatalf("init through the proxy:\n%s", r)
-	}
+	p, repo, common := proxiedRepo(t, w, testEnv["SSH_SHELL_KEY"])
 	p.down()
 
 	cmd := w.command(append([]string{"backup", "--repo", repo, "--cht-dir", h.tree.Root, "--retries", "3", "--retry-wait", "1s"}, common...)...)
@@ -263,6 +255,22 @@ func TestBackupServerDownThenBack(t *testing.T) {
 	if err := json.Unmarshal([]byte(l.stdout), &list); l.code != 0 || err != nil || len(list) != 1 || list[0].Checkpoint {
 		t.Fatalf("want one complete archive:\n%s", l)
 	}
+}
+
+// proxiedRepo makes a repository on the test sshd reached through a new proxy, with init run
+// through it; common are the flags (key, known_hosts for the proxy's port) that reach it.
+func proxiedRepo(t *testing.T, w *world, key string) (p *proxy, repo string, common []string) {
+	t.Helper()
+	p = newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
+	kh := filepath.Join(w.dir, "proxy_known_hosts")
+	orig, _ := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
+	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600)
+	repo = strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", p.port), 1)
+	common = replaceFlag(w.common(key), "--known-hosts", kh)
+	if r := w.run(append([]string{"init", "--repo", repo}, common...)...); r.code != 0 {
+		t.Fatalf("init through the proxy:\n%s", r)
+	}
+	return p, repo, common
 }
 
 // proxy forwards TCP connections to a backend while up; while down its port refuses them.

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,15 +51,7 @@ func TestBackupDoesNotAskAForcedServerAgain(t *testing.T) {
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
 	sshdLog := filepath.Join(testEnv["TESTENV_DIR"], "sshd.log")
-	p := newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
-	kh := filepath.Join(w.dir, "proxy_known_hosts")
-	orig, _ := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
-	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600)
-	repo := strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", p.port), 1)
-	common := replaceFlag(w.common(testEnv["SSH_FORCED_KEY"]), "--known-hosts", kh)
-	if r := w.run(append([]string{"init", "--repo", repo}, common...)...); r.code != 0 {
-		t.Fatalf("init:\n%s", r)
-	}
+	p, repo, common := proxiedRepo(t, w, testEnv["SSH_FORCED_KEY"])
 	login := fmt.Sprintf("%s@%s:%d key %s", testEnv["SSH_USER"], testEnv["SSH_HOST"], p.port, testEnv["SSH_FORCED_KEY"])
 	learnt := func(after time.Time) {
 		t.Helper()
@@ -115,15 +104,7 @@ func TestBackupStartsBorgBeforeTheCheckAnswers(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	h := newCHTHost(t, w, sourcestest.LabelsOnly)
-	p := newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
-	kh := filepath.Join(w.dir, "proxy_known_hosts")
-	orig, _ := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
-	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600)
-	repo := strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", p.port), 1)
-	common := replaceFlag(w.common(testEnv["SSH_FORCED_KEY"]), "--known-hosts", kh)
-	if r := w.run(append([]string{"init", "--repo", repo}, common...)...); r.code != 0 {
-		t.Fatalf("init:\n%s", r)
-	}
+	p, repo, common := proxiedRepo(t, w, testEnv["SSH_FORCED_KEY"])
 	p.mu.Lock()
 	p.hold, p.accepted = 10*time.Second, 0
 	p.mu.Unlock()
