@@ -59,7 +59,9 @@ func (rd *repoReadiness) isSettled(repo string) bool {
 // freeSpace is the free space of a repository's disk, when its server told; it waits for the
 // answer of a server still being asked.
 func (rd *repoReadiness) freeSpace(ctx context.Context, repo string) *int64 {
-	if rd.wait(ctx, repo); !rd.isSettled(repo) {
+	select {
+	case <-rd.settled[repo]:
+	case <-ctx.Done():
 		return nil
 	}
 	rd.mu.Lock()

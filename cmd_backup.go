@@ -333,7 +333,8 @@ type createJob struct {
 	live     bool // a live progress line on a terminal is allowed; repositories written at once log their progress
 	// unchecked is set when borg create starts before the repository's check answered. A
 	// failure is then read against the check: an unreachable repository is reported as such,
-	// and one the check had to wait for gets borg create again at once.
+	// and where the check had to wait for the server, borg's failure to connect gets borg create
+	// again at once.
 	unchecked *repoReadiness
 }
 
@@ -374,8 +375,8 @@ func createArchive(ctx context.Context, o *options, r *borg.Runner, g *sources.G
 				case reach != nil:
 					unreachable = reach
 					return errNotReached
-				case retried:
-					o.Log.WithField("repository", repo.Raw).Debugf("borg create started while the server was being waited for, and failed (%v); it is reachable now", err)
+				case retried && retryable(err):
+					o.Log.WithField("repository", repo.Raw).Debugf("borg create started while the server was being waited for, and could not connect (%v); it is reachable now", err)
 					continue
 				}
 			}

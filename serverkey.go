@@ -48,7 +48,7 @@ func learntServerKey(o *options, login string, forced bool) {
 // so that the first backup need not. Started beside borg init, it costs init no wall time;
 // whatever fails here, borg init reports better, so failures are only logged at debug level.
 func learnServerKey(ctx context.Context, o *options, repo borg.Repository) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, ssh.CheckTimeout)
 	defer cancel()
 	c, t, err := o.dialRepository(ctx, repo)
 	if err != nil {
