@@ -167,6 +167,27 @@ ensure_account() {
 	install -d -m 0700 -o "$SSH_USER" -g "$BORG_GID" "$BORG_HOME/.ssh" "$REPO_ROOT"
 }
 
+# sweep_leaked_repos: removes the repositories that test and bench runs killed mid-run left in
+# REPO_ROOT (e2e-NAME-PID-SEQ from the Go tests, bench-PID-LABEL from scripts/bench.sh), once
+# their process is gone and they are an hour old. They hold hundreds of MB each and once filled
+# the disk.
+sweep_leaked_repos() {
+	local d pid
+	SWEPT=0
+	for d in "$REPO_ROOT"/e2e-* "$REPO_ROOT"/bench-*; do
+		[[ -d $d ]] || continue
+		case ${d##*/} in
+		e2e-*) pid=${d%-*} pid=${pid##*-} ;;
+		bench-*) pid=${d##*/bench-} pid=${pid%%-*} ;;
+		esac
+		[[ $pid =~ ^[0-9]+$ ]] || continue
+		! kill -0 "$pid" 2>/dev/null || continue
+		[[ -n $(find "$d" -maxdepth 0 -mmin +60) ]] || continue
+		rm -rf -- "$d"
+		SWEPT=$((SWEPT + 1))
+	done
+}
+
 # ensure_key PATH COMMENT: ed25519 key without passphrase, generated once, kept after.
 # Prints "new" when it had to generate the key.
 ensure_key() {
@@ -706,6 +727,7 @@ cmd_setup() {
 	ensure_packaging_tools
 	ensure_state_dir
 	ensure_account
+	sweep_leaked_repos
 	ensure_keys
 	ensure_borg_versions
 	write_authorized_keys
@@ -721,6 +743,7 @@ cmd_setup() {
 		packages "borg, sshd, dockerd present; installed: $INSTALLED" \
 		sshd "$SSH_HOST:$PORT $SSHD_STATE, host key $(host_key_fingerprint)" \
 		account "$SSH_USER: shell key runs whoami, forced key lands in borg serve --append-only" \
+		repos "$REPO_ROOT: $SWEPT left by killed test or bench runs removed" \
 		dockerd "server $DOCKER_VERSION, $DOCKER_STATE" \
 		borg "${BORG_VERSION_STATE%; }" \
 		couchdb "image $COUCHDB_IMAGE" \
