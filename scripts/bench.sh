@@ -329,7 +329,8 @@ if want couchdb; then
       t0=$(now)
       couch_backup "$work/night-$k.json" "${crepo[$k]}" /usr/bin/time -f '%M' -o "$work/rss-$k"
       took[$k]=$(secs "$t0" "$(now)")
-      rss[$k]=$(( $(cat "$work/rss-$k") / 1024 ))
+      # time writes "Command exited with non-zero status 1" above the figure after a warning.
+      rss[$k]=$(( $(tail -n 1 "$work/rss-$k") / 1024 ))
     done
     chunks() { BORG_RSH=ssh borg info --json "$1" | jq .cache.stats.total_unique_chunks; }
     line "- data dir after the first backup: $(mib "$du0") MiB ($docs medic documents, $(( docs / 2 )) medic-sentinel, $(( docs / 10 )) medic-users-meta, 500 _users; two views built)"
