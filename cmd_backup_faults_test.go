@@ -263,8 +263,13 @@ func proxiedRepo(t *testing.T, w *world, key string) (p *proxy, repo string, com
 	t.Helper()
 	p = newProxy(t, net.JoinHostPort(testEnv["SSH_HOST"], testEnv["SSH_PORT"]))
 	kh := filepath.Join(w.dir, "proxy_known_hosts")
-	orig, _ := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
-	os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600)
+	orig, err := os.ReadFile(testEnv["SSH_KNOWN_HOSTS"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kh, bytes.ReplaceAll(orig, []byte("]:"+testEnv["SSH_PORT"]+" "), []byte("]:"+strconv.Itoa(p.port)+" ")), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	repo = strings.Replace(w.remoteRepo(), ":"+testEnv["SSH_PORT"]+"/", fmt.Sprintf(":%d/", p.port), 1)
 	common = replaceFlag(w.common(key), "--known-hosts", kh)
 	if r := w.run(append([]string{"init", "--repo", repo}, common...)...); r.code != 0 {

@@ -86,13 +86,14 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "nan" }'; }
 # paired A B: the ratio of the runs of one round, A's line n over B's line n, one per line.
 paired() { paste "$1" "$2" | awk '$2>0 {printf "%.4f\n", $1/$2}'; }
-# median_range: "median lo-hi" of the numbers on stdin, lo-hi its 95 % interval. The interval comes from
-# order statistics (the binomial's normal approximation), so it assumes nothing of their spread.
-median_range() {
+# spread: "median lo hi min max" of the numbers on stdin, lo-hi the median's 95 % interval. The
+# interval comes from order statistics (the binomial's normal approximation), so it assumes
+# nothing of their spread.
+spread() {
   sort -g | awk '{a[NR]=$1} END{ med = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2
     h = 0.98 * sqrt(NR); lo = int(NR/2 - h); hi = int(NR/2 + 1 + h + 0.999)
     if (lo < 1) lo = 1; if (hi > NR) hi = NR
-    printf "%.3f %.3f-%.3f\n", med, a[lo], a[hi] }'
+    printf "%.4f %.4f %.4f %.4f %.4f\n", med, a[lo], a[hi], a[1], a[NR] }'
 }
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
 # run_timed FILE cmd...: runs cmd, appends its wall time to FILE, fails the bench on error.
@@ -197,7 +198,7 @@ if want compare; then
   done
   line "- repository: $where; sample CHT host of $(mib "$data_bytes") MiB in $nfiles CouchDB files (random data), lz4, chunker params $chunker for all three"
   line "- $compare_rounds rounds; in each, every tool backs up into its own new repository, then backs up again with nothing changed; the order of the tools turns each round"
-  line "- the full backup against plain borg: $full_rounds rounds, those $compare_rounds and $(( full_rounds - compare_rounds )) more of cht-backup and plain borg only, because its target (3 %) is smaller than this machine's noise: two runs of plain borg next to each other differ by 7.6 % (standard deviation)"
+  line "- the full backup against plain borg: $full_rounds rounds, those $compare_rounds and $(( full_rounds - compare_rounds )) more of cht-backup and plain borg only, because its target (3 %) is smaller than this machine's noise: two runs of plain borg next to each other differ by 7.6 % (standard deviation of 8 such pairs, measured once on 2026-12-01)"
   line "- ratio: the median of the rounds' ratios, each of two runs next to each other in time, which cancels the machine's slow and fast spells; the range of the rounds' ratios and the ratio of the median times are given beside it, and for the full backup the 95 % interval of the median"
   line "- every repository is made by \`borg init -e repokey-blake2 --append-only\` (cht-backup's by its own init, which does the same)"
   line "- plain borg: \`borg create --compression lz4 --chunker-params $chunker REPO::NAME\` with cht-backup's paths, its manifest replaced by a file of the same size written just before each run"
@@ -210,8 +211,9 @@ if want compare; then
   vs() {
     local f="$work/t-$night-$1" c="$work/t-$night-cht-vs-$1"
     head -n "$(wc -l < "$f")" "$work/t-$night-cht" > "$c"
-    paired "$c" "$f" | sort -g | awk -v m="$(ratio "$(median < "$c")" "$(median < "$f")")" \
-      '{a[NR]=$1} END{ med = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f (rounds %.2f-%.2f; medians %s)", med, a[1], a[NR], m }'
+    local med lo hi mn mx
+    read -r med lo hi mn mx < <(paired "$c" "$f" | spread)
+    printf "%.2f (rounds %.2f-%.2f; medians %s)" "$med" "$mn" "$mx" "$(ratio "$(median < "$c")" "$(median < "$f")")"
   }
   for night in full unchanged; do
     c=$(median < "$work/t-$night-cht"); rw=$(median < "$work/t-$night-raw"); b="-" rb="-"
@@ -254,7 +256,8 @@ EOF
     line "| $night backup | $(cut -d' ' -f1 "$work/own-$night" | median) s | $(cut -d' ' -f2 "$work/own-$night" | median) s | $(awk '{printf "%.3f\n", $1-$2}' "$work/own-$night" | median | awk '{printf "%.0f ms", $1*1000}') | $(awk '{printf "%.4f\n", $1/$2}' "$work/own-$night" | median | awk '{printf "%.3f", $1}') |"
   done
   line ""
-  read -r full_med full_int < <(paired "$work/t-full-cht" "$work/t-full-raw" | median_range)
+  read -r full_med full_lo full_hi _ < <(paired "$work/t-full-cht" "$work/t-full-raw" | spread)
+  full_med=$(printf %.3f "$full_med") full_int=$(printf %.3f-%.3f "$full_lo" "$full_hi")
   line "Full backup, cht-backup / plain borg, all $full_rounds rounds: median $full_med, 95 % interval of the median $full_int."
   line ""
   judge "full backup, cht-backup / plain borg, median of $full_rounds paired rounds (95 % interval $full_int)" "$full_med" "<=" 1.03 "×"
