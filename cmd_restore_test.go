@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -154,7 +155,14 @@ func copyIntoContainer(t *testing.T, cli *client.Client, id, dir string, files m
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for name, body := range files {
+	// A tar needs a directory before the files in it; map order is random, sorted order is not.
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		body := files[name]
 		h := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Now()}
 		if strings.HasSuffix(name, "/") {
 			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
