@@ -31,16 +31,19 @@ type TargetOptions struct {
 
 // TargetResult is what a restore into a directory did.
 type TargetResult struct {
-	Repository      string            `json:"repository"`
-	Archive         string            `json:"archive"`
-	Dir             string            `json:"dir"`
-	Placed          []Placement       `json:"placed"`
-	MovedAside      []Move            `json:"moved_aside,omitempty"`
-	Unsorted        []string          `json:"unsorted,omitempty"` // archive paths under Dir/unsorted/
-	Skipped         []string          `json:"skipped,omitempty"`  // parts the backup left out
-	Check           CheckResult       `json:"check"`
-	Manifest        *sources.Manifest `json:"-"`
-	DurationSeconds float64           `json:"duration_seconds"`
+	Repository string      `json:"repository"`
+	Archive    string      `json:"archive"`
+	Dir        string      `json:"dir"`
+	Placed     []Placement `json:"placed"`
+	MovedAside []Move      `json:"moved_aside,omitempty"`
+	Unsorted   []string    `json:"unsorted,omitempty"` // archive paths under Dir/unsorted/
+	Skipped    []string    `json:"skipped,omitempty"`  // parts the backup left out
+	// CompactionDropped are archive paths of compaction files in progress that the restore left
+	// out, their live file being restored (see dropCompactionLeftovers).
+	CompactionDropped []string          `json:"compaction_dropped,omitempty"`
+	Check             CheckResult       `json:"check"`
+	Manifest          *sources.Manifest `json:"-"`
+	DurationSeconds   float64           `json:"duration_seconds"`
 }
 
 // ToTarget extracts the archive into o.Dir in the documented layout (see the package doc). It
@@ -128,6 +131,10 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	items, res.CompactionDropped, err = dropCompactionLeftovers(m, items, x)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -176,6 +183,7 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 		res.Unsorted = left
 	}
 	res.Check = Check(ctx, m, items, locator(res.Placed, ""))
+	noteCompactionDropped(&res.Check, m, res.CompactionDropped)
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
 }

@@ -28,18 +28,21 @@ type VerifyOptions struct {
 // VerifyResult is one restore drill: the verdict, one line per group, and how long it took. It is
 // a plain value so callers can record it (state file, metrics) as well as print it.
 type VerifyResult struct {
-	Repository      string        `json:"repository"`
-	Archive         string        `json:"archive"`
-	OK              bool          `json:"ok"`
-	Reason          string        `json:"reason,omitempty"` // why it failed, in plain words
-	Groups          []GroupCheck  `json:"groups"`
-	CouchDB         *CouchDBDrill `json:"couchdb,omitempty"` // CouchDB started on the copy; nil when the files already failed
-	Files           int64         `json:"files"`             // files restored and compared
-	Bytes           int64         `json:"bytes"`
-	Started         time.Time     `json:"started"`
-	Duration        time.Duration `json:"-"`
-	DurationSeconds float64       `json:"duration_seconds"`
-	Err             error         `json:"-"` // the underlying error when the drill could not finish
+	Repository string        `json:"repository"`
+	Archive    string        `json:"archive"`
+	OK         bool          `json:"ok"`
+	Reason     string        `json:"reason,omitempty"` // why it failed, in plain words
+	Groups     []GroupCheck  `json:"groups"`
+	CouchDB    *CouchDBDrill `json:"couchdb,omitempty"` // CouchDB started on the copy; nil when the files already failed
+	Files      int64         `json:"files"`             // files restored and compared
+	// CompactionDropped are archive paths of compaction files in progress that the drill left
+	// out, as a restore does (see dropCompactionLeftovers).
+	CompactionDropped []string      `json:"compaction_dropped,omitempty"`
+	Bytes             int64         `json:"bytes"`
+	Started           time.Time     `json:"started"`
+	Duration          time.Duration `json:"-"`
+	DurationSeconds   float64       `json:"duration_seconds"`
+	Err               error         `json:"-"` // the underlying error when the drill could not finish
 	// ArchiveCount is how many archives the repository held when the archive was looked up
 	// (the caller's listing); 0 when not known.
 	ArchiveCount int `json:"archive_count,omitempty"`
@@ -119,7 +122,13 @@ func Verify(ctx context.Context, o VerifyOptions) (res VerifyResult) {
 		res.Err = err
 		return res
 	}
+	items, res.CompactionDropped, err = dropCompactionLeftovers(m, items, x)
+	if err != nil {
+		res.Err = err
+		return res
+	}
 	c := Check(ctx, m, items, func(p string) string { return filepath.Join(x, filepath.FromSlash(p)) })
+	noteCompactionDropped(&c, m, res.CompactionDropped)
 	res.Groups = c.Groups
 	for _, g := range c.Groups {
 		res.Files += g.Restored.Files

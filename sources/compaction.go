@@ -3,6 +3,7 @@ package sources
 import (
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,7 +14,8 @@ import (
 const CompactionRule = "CouchDB compaction files in progress (<db>.couch.compact.data, <db>.couch.compact.meta, " +
 	"<db>.couch.compact, <sig>.compact.view) are left out while their live file (<db>.couch, <sig>.view) " +
 	"is present: they only hold a copy of the live file's documents, and CouchDB starts the compaction " +
-	"again from the live file; without a live file they are kept"
+	"again from the live file; without a live file they are kept. A restore, and the restore drill, leave out " +
+	"those an archive holds all the same beside their live file (a compaction CouchDB began while borg read)"
 
 // CompactionExclusion is what the compaction rule left out of one archive.
 type CompactionExclusion struct {
@@ -37,6 +39,27 @@ func compactionLive(name string) (live string, ok bool) {
 		return base + ".view", true
 	}
 	return "", false
+}
+
+// CompactionLeftovers returns, sorted, the compaction files in progress among files (paths of
+// regular files, slash-separated) whose live file is among files too: by the compaction rule they
+// hold nothing the live file lacks. An archive holds such a pair when CouchDB began a compaction
+// after the backup had gathered its exclusions; borg then read the two files at different moments,
+// and CouchDB would resume the compaction from a copy that does not match the live file.
+func CompactionLeftovers(files []string) []string {
+	have := make(map[string]bool, len(files))
+	for _, f := range files {
+		have[f] = true
+	}
+	var out []string
+	for _, f := range files {
+		dir, name := path.Split(f)
+		if live, ok := compactionLive(name); ok && have[dir+live] {
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // compactionCandidate is a compaction file met while counting a group.

@@ -36,6 +36,32 @@ func TestCompactionLive(t *testing.T) {
 	}
 }
 
+func TestCompactionLeftovers(t *testing.T) {
+	const sh = "h/opt/couchdb/data/shards/00000000-7fffffff/"
+	const mr = "h/opt/couchdb/data/.shards/00000000-7fffffff/medic.1700000000_design/mrview/"
+	tests := []struct {
+		name  string
+		files []string
+		want  []string
+	}{
+		{"none", []string{sh + "medic.1700000000.couch", mr + "abc.view"}, nil},
+		{"data and meta beside the live file", []string{sh + "medic.1700000000.couch", sh + "medic.1700000000.couch.compact.meta", sh + "medic.1700000000.couch.compact.data"},
+			[]string{sh + "medic.1700000000.couch.compact.data", sh + "medic.1700000000.couch.compact.meta"}},
+		{"the renamed file of a swap beside the live file", []string{sh + "medic.1700000000.couch", sh + "medic.1700000000.couch.compact"}, []string{sh + "medic.1700000000.couch.compact"}},
+		{"the renamed file of a swap alone is the database", []string{sh + "medic.1700000000.couch.compact"}, nil},
+		{"compaction files without their live file are kept", []string{sh + "medic.1700000000.couch.compact.data", sh + "medic.1700000000.couch.compact.meta"}, nil},
+		{"a view index's", []string{mr + "abc.view", mr + "abc.compact.view", mr + "def.compact.view"}, []string{mr + "abc.compact.view"}},
+		{"the live file must be in the same directory", []string{"h/opt/couchdb/data/shards/80000000-ffffffff/medic.1700000000.couch", sh + "medic.1700000000.couch.compact.data"}, nil},
+		{"another database's live file does not count", []string{sh + "users.1700000000.couch", sh + "medic.1700000000.couch.compact.data"}, nil},
+		{"a node-local database", []string{"h/opt/couchdb/data/_dbs.couch", "h/opt/couchdb/data/_dbs.couch.compact.data"}, []string{"h/opt/couchdb/data/_dbs.couch.compact.data"}},
+	}
+	for _, tt := range tests {
+		if got := CompactionLeftovers(tt.files); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: CompactionLeftovers = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
 // Compaction files beside their live file are left out of the archive and of every count the
 // restore drill compares; one without its live file is kept; the manifest names the rule.
 func TestGatherLeavesOutCompactionInProgress(t *testing.T) {

@@ -1,0 +1,86 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cht-backup/cht-backup/borg"
+	"github.com/cht-backup/cht-backup/sources"
+)
+
+// dropCompactionLeftovers removes from x, an extracted copy of the archive, the CouchDB
+// compaction files in progress that the archive holds beside their live file, and returns the
+// items without them and their archive paths. A backup leaves such files out when it gathers
+// (sources.CompactionRule), but a compaction CouchDB begins while borg reads is archived: borg
+// read its files at another moment than the live file, and CouchDB, finding them beside the
+// restored live file, would resume the compaction from a copy that does not match it. Without
+// them CouchDB starts the compaction again from the live file. Every restore and every drill
+// drops them the same way, so what the drill opens is what a restore puts in place.
+func dropCompactionLeftovers(m *sources.Manifest, items []borg.Item, x string) ([]borg.Item, []string, error) {
+	root := couchDBRoot(m) + "/"
+	var files []string
+	for _, it := range items {
+		if it.Type == "-" && strings.HasPrefix(it.Path, root) {
+			files = append(files, it.Path)
+		}
+	}
+	dropped := sources.CompactionLeftovers(files)
+	if len(dropped) == 0 {
+		return items, nil, nil
+	}
+	drop := make(map[string]bool, len(dropped))
+	for _, p := range dropped {
+		drop[p] = true
+		if err := os.Remove(filepath.Join(x, filepath.FromSlash(p))); err != nil && !os.IsNotExist(err) {
+			return nil, nil, fmt.Errorf("cannot remove the compaction file in progress %s from the extracted copy: %v", p, unwrapPath(err))
+		}
+	}
+	kept := make([]borg.Item, 0, len(items)-len(dropped))
+	for _, it := range items {
+		if !drop[it.Path] {
+			kept = append(kept, it)
+		}
+	}
+	return kept, dropped, nil
+}
+
+// compactionNote says in one line which compaction files a restore dropped; "" when none.
+func compactionNote(dropped []string) string {
+	if len(dropped) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(dropped))
+	for _, p := range dropped {
+		names = append(names, p[strings.LastIndex(p, "/")+1:])
+	}
+	const show = 3
+	list := strings.Join(names[:min(show, len(names))], ", ")
+	if len(names) > show {
+		list += fmt.Sprintf(" and %d more", len(names)-show)
+	}
+	return fmt.Sprintf("%s of a compaction CouchDB began while borg read left out (%s): their live files are restored, and CouchDB starts such a compaction again from the live file",
+		plural(int64(len(dropped)), "file"), list)
+}
+
+// noteCompactionDropped adds compactionNote to the CouchDB groups that held the dropped files:
+// each file belongs to the group with the deepest root above it (.shards is inside the data dir).
+func noteCompactionDropped(c *CheckResult, m *sources.Manifest, dropped []string) {
+	byGroup := map[string][]string{}
+	for _, p := range dropped {
+		best := ""
+		for _, g := range m.Groups {
+			if isCouchDBGroup(g.Name) && strings.HasPrefix(p, g.Root+"/") && (best == "" || len(g.Root) > len(groupRoot(m, best))) {
+				best = g.Name
+			}
+		}
+		byGroup[best] = append(byGroup[best], p)
+	}
+	for i := range c.Groups {
+		if n := compactionNote(byGroup[c.Groups[i].Name]); n != "" && !c.Groups[i].Skipped {
+			c.Groups[i].Notes = append(c.Groups[i].Notes, n)
+			c.Groups[i].Line = groupLine(c.Groups[i])
+		}
+	}
+}
