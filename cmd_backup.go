@@ -181,6 +181,8 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 		}
 	}()
 
+	holdAfterGather(ctx, log)
+
 	report := BackupReport{Host: host, Time: now, Archive: archiveName(host, now), DryRun: bo.DryRun,
 		Skipped: g.Skipped, Missing: g.Missing, Notes: g.Notes, Paths: g.Paths, Groups: g.Manifest.Groups}
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cht-backup/cht-backup/restore"
+	"github.com/cht-backup/cht-backup/sources"
 	"github.com/cht-backup/cht-backup/sources/sourcestest"
 	"github.com/cht-backup/cht-backup/state"
 	"github.com/docker/docker/api/types/container"
@@ -45,8 +48,19 @@ func seedCHT(t *testing.T, c *sourcestest.Couch) {
 	t.Helper()
 	c.Must(t, "PUT", "/medic?q=12", nil, nil)
 	c.Must(t, "PUT", "/medic-sentinel", nil, nil)
-	if st, body, err := c.Do(context.Background(), "PUT", "/_users", nil); err != nil || (st/100 != 2 && st != 412) {
-		t.Fatalf("creating _users: %d %v %s", st, err, body) // 412: CouchDB's single-node setup made it
+	// CouchDB's single-node setup creates _users too: a PUT that meets it answers 412 (made) or,
+	// while it is being made, 500 "conflict"; either way _users is there once a GET finds it.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st, body, err := c.Do(context.Background(), "PUT", "/_users", nil)
+		if err == nil && (st/100 == 2 || st == 412) {
+			break
+		}
+		if gst, _, gerr := c.Do(context.Background(), "GET", "/_users", nil); gerr == nil && gst == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("creating _users: %d %v %s", st, err, body)
+		}
 	}
 	att := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("photo of a patient card ", 40)))
 	bulk := func(db string, docs []map[string]any) []map[string]any {
@@ -464,4 +478,141 @@ func TestBackupRefusesCOUCHDB_DATAThatIsNotTheLiveMount(t *testing.T) {
 	if names := archiveNames(t, w, w.remoteRepo()); len(names) != 0 {
 		t.Fatalf("nothing may be archived, found %v", names)
 	}
+}
+
+// catchCompaction makes the real CouchDB begin compacting medic and freezes it while the
+// compaction's files sit beside their live shard files: CouchDB gets a twentieth of a CPU so the
+// compaction lasts, and it is paused once a .couch.compact.data file holds data. It returns the
+// compaction files it saw; t.Cleanup unpauses CouchDB.
+func catchCompaction(t *testing.T, cs *sourcestest.Containers, c *sourcestest.Couch, dataDir string) []string {
+	t.Helper()
+	ctx := context.Background()
+	id := cs.CouchDB.ID
+	limit := func(nano int64) {
+		if _, err := cs.Client.ContainerUpdate(ctx, id, container.UpdateConfig{Resources: container.Resources{NanoCPUs: nano}}); err != nil {
+			t.Fatalf("limiting CouchDB's CPU: %v", err)
+		}
+	}
+	limit(5e7)
+	t.Cleanup(func() {
+		cs.Client.ContainerUnpause(ctx, id)
+		limit(int64(runtime.NumCPU()) * 1e9)
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	for next := time.Now(); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(next) { // again, in case the last one ended unseen
+			c.Must(t, "POST", "/medic/_compact", map[string]any{}, nil)
+			next = time.Now().Add(3 * time.Second)
+		}
+		found, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch.compact.data"))
+		for _, f := range found {
+			fi, err := os.Stat(f)
+			if err != nil || fi.Size() == 0 {
+				continue
+			}
+			if _, err := os.Stat(strings.TrimSuffix(f, ".compact.data")); err != nil {
+				continue
+			}
+			// The freezer may fail on a cgroup held that low: the limit is lifted first.
+			limit(int64(runtime.NumCPU()) * 1e9)
+			if err := cs.Client.ContainerPause(ctx, id); err != nil {
+				t.Fatalf("pausing CouchDB: %v", err)
+			}
+			var held []string
+			all, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch.compact*"))
+			for _, p := range all {
+				if _, err := os.Stat(p); err == nil {
+					held = append(held, p)
+				}
+			}
+			return held
+		}
+	}
+	t.Fatal("CouchDB's compaction of medic never showed a .compact.data file with data in 90 s")
+	return nil
+}
+
+// A compaction CouchDB begins after the backup gathered its exclusions is archived: its files
+// are beside their live files in the archive, read at another moment. verify and both restores
+// leave them out and say so; CouchDB opens what they restore and serves every document committed
+// before the backup.
+func TestCompactionBegunWhileBorgReadsIsLeftOutOfRestores(t *testing.T) {
+	t.Parallel() // self-contained: its own world, repositories and containers (see testenv_test.go)
+	w := newWorld(t)
+	h, couch := newRealCHTHost(t, w)
+	seedCHT(t, couch)
+	w.mustInit(t, w.remoteRepo())
+	committed := committedRevs(t, couch, "medic", "medic-sentinel", "_users")
+
+	lr := w.start(t, []string{restore.TestHoldEnv + "=gather"}, w.backupArgs(h)...)
+	lr.waitLine("test hold after gathering")
+	caught := catchCompaction(t, h.containers, couch, h.tree.CouchDBData)
+	if err := lr.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	r := lr.finish()
+	t.Logf("backup, CouchDB paused with %d compaction files that were not there when it gathered:\n%s", len(caught), r)
+	if r.code != 0 {
+		t.Fatalf("a backup of a paused CouchDB must succeed:\n%s", r)
+	}
+	if err := h.containers.Client.ContainerUnpause(context.Background(), h.containers.CouchDB.ID); err != nil {
+		t.Fatal(err)
+	}
+	isCompactionFile := func(p string) bool { return strings.Contains(p, ".couch.compact") }
+
+	// The drill leaves them out, and CouchDB opens the copy.
+	r = w.run(w.verifyArgs("--json", "--couchdb", "always")...)
+	var vres []restore.VerifyResult
+	if err := json.Unmarshal([]byte(r.stdout), &vres); err != nil || len(vres) != 1 {
+		t.Fatalf("verify --json: %v\n%s", err, r)
+	}
+	v := vres[0]
+	if r.code != 0 || !v.OK || v.CouchDB == nil || !v.CouchDB.OK() {
+		t.Fatalf("verify must pass with the compaction files left out:\n%s", r)
+	}
+	if len(v.CompactionDropped) == 0 {
+		t.Fatalf("the archive holds compaction files beside their live files (%q were on disk), the drill dropped none:\n%s", caught, r)
+	}
+	for _, p := range v.CompactionDropped {
+		if !isCompactionFile(p) || !strings.Contains(p, "/shards/") {
+			t.Errorf("dropped %s, which is no medic shard's compaction file", p)
+		}
+	}
+
+	// restore --target leaves them out too, says so, and the manifest shows the backup never saw
+	// them when it gathered.
+	target := filepath.Join(w.dir, "restored")
+	r = w.run(w.restoreArgs(h, "latest", "--target", target)...)
+	t.Logf("restore --target:\n%s", r)
+	if r.code != 0 || !strings.Contains(r.stdout, "of a compaction CouchDB began while borg read left out") {
+		t.Fatalf("restore --target must pass and say what it left out:\n%s", r)
+	}
+	left, _ := filepath.Glob(filepath.Join(target, "couchdb", "shards", "*", "medic.*.couch.compact*"))
+	if len(left) > 0 {
+		t.Errorf("compaction files restored beside their live files: %q", left)
+	}
+	m, err := sources.ReadManifest(filepath.Join(target, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range m.Compaction.Files {
+		for _, d := range v.CompactionDropped {
+			if f == d {
+				t.Errorf("%s was excluded when the backup gathered; this test needs one that was not", f)
+			}
+		}
+	}
+	servesCommitted(t, bootCouchDB(t, filepath.Join(target, "couchdb"), "medic", h.tree.Password), committed)
+
+	// In place, after CHT's own compaction has ended or not: the same files are left out.
+	r = w.run(w.restoreArgs(h, "latest", "--in-place", "--yes", "--json")...)
+	var ires restore.InPlaceResult
+	if err := json.Unmarshal([]byte(r.stdout), &ires); err != nil || r.code != 0 || !ires.OK {
+		t.Fatalf("restore --in-place: %v\n%s", err, r)
+	}
+	if !slices.Equal(ires.CompactionDropped, v.CompactionDropped) {
+		t.Errorf("restore --in-place dropped %q, the drill %q", ires.CompactionDropped, v.CompactionDropped)
+	}
+	h.containers.CouchURL = h.containers.WaitCouchDB(t, context.Background())
+	servesCommitted(t, h.containers.CouchFor(h.tree), committed)
 }

@@ -46,14 +46,15 @@ func dropCompactionLeftovers(m *sources.Manifest, items []borg.Item, x string) (
 	return kept, dropped, nil
 }
 
-// compactionNote says in one line which compaction files a restore dropped; "" when none.
-func compactionNote(dropped []string) string {
+// compactionNote says in one line which compaction files a restore dropped, by their paths in
+// the CouchDB data directory; "" when none.
+func compactionNote(m *sources.Manifest, dropped []string) string {
 	if len(dropped) == 0 {
 		return ""
 	}
 	names := make([]string, 0, len(dropped))
 	for _, p := range dropped {
-		names = append(names, p[strings.LastIndex(p, "/")+1:])
+		names = append(names, strings.TrimPrefix(p, couchDBRoot(m)+"/"))
 	}
 	const show = 3
 	list := strings.Join(names[:min(show, len(names))], ", ")
@@ -78,7 +79,7 @@ func noteCompactionDropped(c *CheckResult, m *sources.Manifest, dropped []string
 		byGroup[best] = append(byGroup[best], p)
 	}
 	for i := range c.Groups {
-		if n := compactionNote(byGroup[c.Groups[i].Name]); n != "" && !c.Groups[i].Skipped {
+		if n := compactionNote(m, byGroup[c.Groups[i].Name]); n != "" && !c.Groups[i].Skipped {
 			c.Groups[i].Notes = append(c.Groups[i].Notes, n)
 			c.Groups[i].Line = groupLine(c.Groups[i])
 		}

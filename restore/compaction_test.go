@@ -69,8 +69,8 @@ func TestDropCompactionLeftovers(t *testing.T) {
 		t.Fatalf("the copy without the dropped files must match the archive: %v", c.Problems)
 	}
 	for name, wantLine := range map[string]string{
-		sources.GroupCouchDB: "3 files of a compaction CouchDB began while borg read left out (_dbs.couch.compact, medic.1.couch.compact.data, medic.1.couch.compact.meta)",
-		sources.GroupIndexes: "1 file of a compaction CouchDB began while borg read left out (a.compact.view)",
+		sources.GroupCouchDB: "3 files of a compaction CouchDB began while borg read left out (_dbs.couch.compact, shards/00-ff/medic.1.couch.compact.data, shards/00-ff/medic.1.couch.compact.meta)",
+		sources.GroupIndexes: "1 file of a compaction CouchDB began while borg read left out (.shards/00-ff/medic.1_design/mrview/a.compact.view)",
 	} {
 		if g := group(t, c, name); !strings.Contains(g.Line, wantLine) {
 			t.Errorf("%s line lacks %q:\n%s", name, wantLine, g.Line)
@@ -100,8 +100,9 @@ func TestDropCompactionLeftoversWithoutAny(t *testing.T) {
 }
 
 func TestCompactionNoteListsAFewNames(t *testing.T) {
-	got := compactionNote([]string{"d/a.compact.view", "d/b.compact.view", "d/c.compact.view", "d/e.compact.view", "d/f.compact.view"})
-	if !strings.HasPrefix(got, "5 files of a compaction CouchDB began while borg read left out (a.compact.view, b.compact.view, c.compact.view and 2 more)") {
+	m := &sources.Manifest{Sources: sources.ManifestSources{CouchDBData: "/h/cht/couchdb"}}
+	got := compactionNote(m, []string{"h/cht/couchdb/d/a.compact.view", "h/cht/couchdb/d/b.compact.view", "h/cht/couchdb/d/c.compact.view", "h/cht/couchdb/d/e.compact.view", "h/cht/couchdb/d/f.compact.view"})
+	if !strings.HasPrefix(got, "5 files of a compaction CouchDB began while borg read left out (d/a.compact.view, d/b.compact.view, d/c.compact.view and 2 more)") {
 		t.Errorf("note: %s", got)
 	}
 }

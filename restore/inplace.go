@@ -484,7 +484,7 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	if err != nil {
 		return fail(StepExtract, err)
 	}
-	if n := compactionNote(res.CompactionDropped); n != "" {
+	if n := compactionNote(p.Manifest, res.CompactionDropped); n != "" {
 		res.Notes = append(res.Notes, n)
 	}
 	if c := Check(ctx, p.Manifest, items, func(a string) string { return filepath.Join(x, filepath.FromSlash(a)) }); !c.OK {

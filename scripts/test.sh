@@ -23,7 +23,7 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
-go vet -tags testhold ./restore/ # the test hold, built into the end-to-end tests' binary only
+go vet -tags testhold . ./restore/ # the test holds, built into the end-to-end tests' binary only
 
 # gotestsum runs go test and ends with a summary that lists every skipped and failed test with
 # its output, so no skip is silent. The events also go to a file that skipreport reads: as root,
