@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -294,7 +295,7 @@ type proxy struct {
 }
 
 func newProxy(t *testing.T, backend string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenBelowEphemeral()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +368,21 @@ func (p *proxy) down() {
 		p.l.Close()
 		p.l = nil
 	}
+}
+
+// listenBelowEphemeral listens on a free port of 127.0.0.1 below Linux's ephemeral range
+// (32768-60999 by default). A proxy that goes down and comes back on its port must find it
+// free: a port of that range could meanwhile be the local end of any outgoing connection of a
+// test running in parallel.
+func listenBelowEphemeral() (net.Listener, error) {
+	var err error
+	for range 200 {
+		var l net.Listener
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))); err == nil {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no free port in 20000-31999: %v", err)
 }
 
 func (p *proxy) up(t *testing.T) {

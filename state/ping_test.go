@@ -127,13 +127,16 @@ func TestFailPingOfACancelledRunIsSent(t *testing.T) {
 // A run stopped by a signal while a ping waits to retry does not sit out the wait.
 func TestPingRetryWaitEndsWhenTheRunIsCancelled(t *testing.T) {
 	var n atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
+		if n.Add(1) == 1 {
+			// The run is stopped once the first attempt has its answer, however slow the machine.
+			defer time.AfterFunc(50*time.Millisecond, cancel)
+		}
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
 	p := &Pinger{URL: srv.URL, Backoff: 30 * time.Second, Attempts: 3}
 	start := time.Now()
 	if err := p.Success(ctx, ""); err == nil {
