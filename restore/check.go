@@ -166,7 +166,7 @@ func checkCouchDBGroup(ctx context.Context, m *sources.Manifest, g sources.Group
 	relToData := func(p string) (string, bool) { return strings.CutPrefix(p, dataRoot+"/") }
 	missing := 0
 	for _, it := range archived {
-		if !underAny(it.Path, g.Paths) {
+		if !inCouchDBGroup(m, g, it.Path) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -231,6 +231,24 @@ func checkCouchDBGroup(ctx context.Context, m *sources.Manifest, g sources.Group
 	gc.OK = len(gc.Problems) == 0
 	gc.Line = groupLine(gc)
 	return gc
+}
+
+// inCouchDBGroup says whether an archive path belongs to CouchDB group g: it is under one of the
+// paths counted when the backup began, or it is new in the group's root since (a database CouchDB
+// created while borg read), unless another group holds it (.shards has its own).
+func inCouchDBGroup(m *sources.Manifest, g sources.Group, p string) bool {
+	if underAny(p, g.Paths) {
+		return true
+	}
+	if g.Root == "" || !strings.HasPrefix(p, g.Root+"/") {
+		return false
+	}
+	for _, o := range m.Groups {
+		if o.Name != g.Name && (underAny(p, o.Paths) || len(o.Root) > len(g.Root) && underAny(p, []string{o.Root})) {
+			return false
+		}
+	}
+	return true
 }
 
 // groupLine says in one line what `ls -R | wc -l`, `du` and `md5sum -c` would have shown.

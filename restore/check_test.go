@@ -180,6 +180,30 @@ func TestCheckAcceptsCompactionAndDeletionDuringTheBackup(t *testing.T) {
 	}
 }
 
+// A file CouchDB created at the top of its data directory while borg read (a node-local database)
+// is in no path counted when the backup began, but it is in the archive: the copy must hold it.
+func TestCheckJudgesFilesNewAtTheTopOfTheDataDirectory(t *testing.T) {
+	root := t.TempDir()
+	m := copyTree(t, root)
+	if err := os.WriteFile(filepath.Join(root, "h/cht/couchdb/_nodes.couch"), []byte("nodes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	items := archivedItems(t, root)
+	c := check(t, root, m, items)
+	g := group(t, c, sources.GroupCouchDB)
+	if !c.OK || g.Archived.Files != 4 || !strings.Contains(g.Line, "1 file and 5 B more than counted") {
+		t.Fatalf("a new file in the copy as archived must pass and be counted: %+v %v", g, c.Problems)
+	}
+	if gi := group(t, c, sources.GroupIndexes); gi.Archived.Files != 1 {
+		t.Errorf("the indexes group counts %d archived files, want its 1 (.shards is its own)", gi.Archived.Files)
+	}
+	os.Remove(filepath.Join(root, "h/cht/couchdb/_nodes.couch"))
+	c = check(t, root, m, items)
+	if c.OK || !strings.Contains(strings.Join(c.Problems, "\n"), "h/cht/couchdb/_nodes.couch is missing from the restored copy") {
+		t.Fatalf("an archived file missing from the copy must fail, got %v", c.Problems)
+	}
+}
+
 // The archive itself lacks some of a database's shard files (not all: that is a deletion).
 func TestCheckFailsADatabaseMissingSomeShardsInTheArchive(t *testing.T) {
 	root := t.TempDir()
