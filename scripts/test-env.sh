@@ -188,6 +188,26 @@ sweep_leaked_repos() {
 	done
 }
 
+# sweep_leaked_containers: removes the containers and volumes of the tests' throwaway CHT hosts
+# (compose project chttXXXXXXXX, or sourcestest-XXXXXXXX-SERVICE) that a test run killed mid-test
+# left, once they are three hours old: no test run lasts that long (CI stops at 90 minutes).
+sweep_leaked_containers() {
+	local cutoff id name created vol
+	CONTAINERS_SWEPT=0
+	cutoff=$(($(date +%s) - 3 * 3600))
+	while read -r id name created; do
+		[[ $name =~ ^(chtt[0-9a-f]{8}[-_]|sourcestest-[0-9a-f]{8}-) ]] || continue
+		(($(date -d "$created" +%s) < cutoff)) || continue
+		docker rm -f "$id" >/dev/null 2>&1 && CONTAINERS_SWEPT=$((CONTAINERS_SWEPT + 1))
+	done < <(docker ps -a --format '{{.ID}} {{.Names}} {{.CreatedAt}}' | awk '{print $1, $2, $3 "T" $4 $5}')
+	while read -r vol; do
+		[[ $vol =~ ^chtt[0-9a-f]{8}_cht-(ssl|credentials)$ ]] || continue
+		created=$(docker volume inspect -f '{{.CreatedAt}}' "$vol" 2>/dev/null) || continue
+		(($(date -d "$created" +%s) < cutoff)) || continue
+		docker volume rm "$vol" >/dev/null 2>&1 && CONTAINERS_SWEPT=$((CONTAINERS_SWEPT + 1))
+	done < <(docker volume ls -q)
+}
+
 # ensure_key PATH COMMENT: ed25519 key without passphrase, generated once, kept after.
 # Prints "new" when it had to generate the key.
 ensure_key() {
@@ -735,6 +755,7 @@ cmd_setup() {
 	ensure_sshd
 	write_known_hosts
 	ensure_docker
+	sweep_leaked_containers
 	ensure_systemd_image
 	ensure_couchdb_image
 	write_env
@@ -744,7 +765,7 @@ cmd_setup() {
 		sshd "$SSH_HOST:$PORT $SSHD_STATE, host key $(host_key_fingerprint)" \
 		account "$SSH_USER: shell key runs whoami, forced key lands in borg serve --append-only" \
 		repos "$REPO_ROOT: $SWEPT left by killed test or bench runs removed" \
-		dockerd "server $DOCKER_VERSION, $DOCKER_STATE" \
+		dockerd "server $DOCKER_VERSION, $DOCKER_STATE; $CONTAINERS_SWEPT containers and volumes left by killed test runs removed" \
 		borg "${BORG_VERSION_STATE%; }" \
 		couchdb "image $COUCHDB_IMAGE" \
 		env "$ENV_FILE"
