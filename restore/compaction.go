@@ -15,8 +15,9 @@ import (
 // items without them and their archive paths. A backup leaves such files out when it gathers
 // (sources.CompactionRule), but a compaction CouchDB begins while borg reads is archived: borg
 // read its files at another moment than the live file, and CouchDB, finding them beside the
-// restored live file, would resume the compaction from a copy that does not match it. Without
-// them CouchDB starts the compaction again from the live file. Every restore and every drill
+// restored live file, resumes the compaction from them and keeps their stale bytes in the
+// compacted database (see the README's chunking section). Without them CouchDB starts the
+// compaction again from the live file. Every restore and every drill
 // drops them the same way, so what the drill opens is what a restore puts in place.
 func dropCompactionLeftovers(m *sources.Manifest, items []borg.Item, x string) ([]borg.Item, []string, error) {
 	root := couchDBRoot(m) + "/"
