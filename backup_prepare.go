@@ -85,7 +85,7 @@ func (rd *repoReadiness) set(update func()) {
 // cost no wall time of their own. An unreachable repository is logged the moment that is known,
 // before a long gather ends; when none can be reached, noneReachable is called (the caller stops
 // gathering). Cancel ctx to stop waiting for retries.
-func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, requested string, noneReachable func()) *repoReadiness {
+func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, requested string, recorded map[string]state.Chunking, noneReachable func()) *repoReadiness {
 	rd := &repoReadiness{reach: map[string]error{}, free: map[string]func() *int64{}, chunking: map[string]chunkingChoice{},
 		retried: map[string]bool{}, settled: map[string]chan struct{}{}, all: make(chan struct{})}
 	for _, repo := range o.Repos {
@@ -111,7 +111,7 @@ func prepareRepositories(ctx context.Context, o *options, r *borg.Runner, reques
 				log.Errorf("not reachable: %v", err)
 			default:
 				err = withRetry(ctx, o, "reading the chunker params of "+repo.Raw, func(ctx context.Context) error {
-					c, err := chooseChunking(ctx, o, r, repo, requested)
+					c, err := chooseChunking(ctx, r, repo, requested, recorded)
 					rd.set(func() { rd.chunking[repo.Raw] = c })
 					return err
 				})

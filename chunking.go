@@ -28,13 +28,8 @@ type chunkingChoice struct {
 // chooseChunking settles the chunker params of repo's next archive: requested (a canonical
 // --chunker-params) when given; else the params recorded for repo; else those of its newest
 // archive, so a repository made by hand or by an older cht-backup keeps cutting files as before;
-// else, for a repository without archives, CouchDB's.
-func chooseChunking(ctx context.Context, o *options, r *borg.Runner, repo borg.Repository, requested string) (chunkingChoice, error) {
-	recorded, err := state.LoadChunking(o.StateDir)
-	if err != nil {
-		o.Log.Warnf("%v", err)
-		recorded = map[string]state.Chunking{}
-	}
+// else, for a repository without archives, CouchDB's. recorded is state.LoadChunking's.
+func chooseChunking(ctx context.Context, r *borg.Runner, repo borg.Repository, requested string, recorded map[string]state.Chunking) (chunkingChoice, error) {
 	if c, ok := knownChunking(recorded, repo, requested); ok {
 		return c, nil
 	}

@@ -160,7 +160,14 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	defer stopGather()
 	prepCtx, stopPrep := context.WithCancel(ctx)
 	defer stopPrep()
-	rd := prepareRepositories(prepCtx, o, r, bo.ChunkerParams, stopGather)
+	// The chunker params recorded for each repository: read once, by the checks and by borg
+	// create, which starts before its check answers when they are known.
+	recorded, err := state.LoadChunking(o.StateDir)
+	if err != nil {
+		o.Log.Warnf("%v", err) // the params are read from each repository's newest archive instead
+		recorded = map[string]state.Chunking{}
+	}
+	rd := prepareRepositories(prepCtx, o, r, bo.ChunkerParams, recorded, stopGather)
 
 	// 2. Gather.
 	host, _ := os.Hostname()
@@ -193,10 +200,6 @@ func runBackup(ctx context.Context, o *options, bo backupOptions, out io.Writer)
 	// A repository whose check has not answered yet need not wait for it when its chunker params
 	// are known: borg create is started at once, as it spends its first second starting Python
 	// before it connects, and the check's answer is read when borg fails (see createArchive).
-	recorded, err := state.LoadChunking(o.StateDir)
-	if err != nil {
-		recorded = nil // chooseChunking, in the check, says what is wrong with the file
-	}
 	summaries := make([]BackupSummary, len(o.Repos))
 	outcomes := make([]state.Outcome, len(o.Repos))
 	groups := groupByMedium(o.Repos)

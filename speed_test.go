@@ -119,6 +119,27 @@ func TestChunkerParamsNewRepositoryCouchDBExistingKept(t *testing.T) {
 	if r := w.run(args...); r.code != 3 || !strings.Contains(r.stderr, "MIN_EXP <= MASK_BITS <= MAX_EXP") {
 		t.Fatalf("bad --chunker-params:\n%s", r)
 	}
+
+	// A damaged record is said, left for the user to look at, and the params come from the
+	// newest archive: the repository keeps cutting files as its archives were cut.
+	record := filepath.Join(w.stateDir, state.ChunkingFileName)
+	if err := os.WriteFile(record, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	args = append([]string{"backup", "--repo", old, "--cht-dir", tree.Root, "--skip", "tls,credentials", "--json"}, w.common("")...)
+	r = w.run(args...)
+	t.Logf("backup with a damaged record:\n%s", r)
+	var damaged BackupReport
+	if err := json.Unmarshal([]byte(r.stdout), &damaged); err != nil || r.code != 0 || len(lines(r.stderr, "is damaged")) == 0 {
+		t.Fatalf("a backup with a damaged %s must pass and say so: %v\n%s", state.ChunkingFileName, err, r)
+	}
+	if got := archiveChunkerParams(t, w, old, damaged.Archive); got != borg.CouchDBChunkerParams {
+		t.Fatalf("with a damaged record, cut with %s, want the newest archive's %s", got, borg.CouchDBChunkerParams)
+	}
+	if b, _ := os.ReadFile(record); string(b) != "{not json" {
+		t.Errorf("the damaged record was overwritten: %q", b)
+	}
 }
 
 // A backup counts the repository's archives from the state (the last count plus the one it
