@@ -374,27 +374,27 @@ type ContainerCopy struct {
 // InPlaceResult is what an in-place restore did; after a failure it says in what state the host
 // is and how to go back.
 type InPlaceResult struct {
-	Repository string           `json:"repository"`
-	Archive    string           `json:"archive"`
-	OK         bool             `json:"ok"`
-	Stopped    []ContainerState `json:"stopped"`
-	Saved      []ContainerCopy  `json:"container_files_saved"`
-	MovedAside []Move           `json:"moved_aside"`
-	Placed     []Placement      `json:"placed"`
-	PutBack    []ContainerCopy  `json:"put_back"`
-	Started    []ContainerState `json:"started"`
-	Warnings   []string         `json:"warnings,omitempty"`
-	Notes      []string         `json:"notes,omitempty"`
+	Repository      string           `json:"repository"`
+	Archive         string           `json:"archive"`
+	OK              bool             `json:"ok"`
+	Stopped         []ContainerState `json:"stopped"`
+	Saved           []ContainerCopy  `json:"container_files_saved"`
+	MovedAside      []Move           `json:"moved_aside"`
+	Placed          []Placement      `json:"placed"`
+	PutBack         []ContainerCopy  `json:"put_back"`
+	Started         []ContainerState `json:"started"`
+	Warnings        []string         `json:"warnings,omitempty"`
+	Notes           []string         `json:"notes,omitempty"`
+	CouchDB         *CouchDBDrill    `json:"couchdb,omitempty"` // CouchDB started on the extracted copy before CHT stopped
+	FailedStep      string           `json:"failed_step,omitempty"`
+	Error           string           `json:"error,omitempty"`
+	ContainersNow   []ContainerState `json:"containers_now,omitempty"` // after a failure: as Docker reports them
+	State           []string         `json:"state,omitempty"`          // after a failure: the host now
+	Recovery        []string         `json:"recovery,omitempty"`       // after a failure: shell commands back to the state before
+	DurationSeconds float64          `json:"duration_seconds"`
 	// CompactionDropped are archive paths of compaction files in progress left out, their live
 	// file being restored (see dropCompactionLeftovers).
-	CompactionDropped []string         `json:"compaction_dropped,omitempty"`
-	CouchDB           *CouchDBDrill    `json:"couchdb,omitempty"` // CouchDB started on the extracted copy before CHT stopped
-	FailedStep        string           `json:"failed_step,omitempty"`
-	Error             string           `json:"error,omitempty"`
-	ContainersNow     []ContainerState `json:"containers_now,omitempty"` // after a failure: as Docker reports them
-	State             []string         `json:"state,omitempty"`          // after a failure: the host now
-	Recovery          []string         `json:"recovery,omitempty"`       // after a failure: shell commands back to the state before
-	DurationSeconds   float64          `json:"duration_seconds"`
+	CompactionDropped []string `json:"compaction_dropped,omitempty"`
 }
 
 // StepError is an in-place restore that stopped at one step.

@@ -31,19 +31,19 @@ type TargetOptions struct {
 
 // TargetResult is what a restore into a directory did.
 type TargetResult struct {
-	Repository string      `json:"repository"`
-	Archive    string      `json:"archive"`
-	Dir        string      `json:"dir"`
-	Placed     []Placement `json:"placed"`
-	MovedAside []Move      `json:"moved_aside,omitempty"`
-	Unsorted   []string    `json:"unsorted,omitempty"` // archive paths under Dir/unsorted/
-	Skipped    []string    `json:"skipped,omitempty"`  // parts the backup left out
+	Repository      string            `json:"repository"`
+	Archive         string            `json:"archive"`
+	Dir             string            `json:"dir"`
+	Placed          []Placement       `json:"placed"`
+	MovedAside      []Move            `json:"moved_aside,omitempty"`
+	Unsorted        []string          `json:"unsorted,omitempty"` // archive paths under Dir/unsorted/
+	Skipped         []string          `json:"skipped,omitempty"`  // parts the backup left out
+	Check           CheckResult       `json:"check"`
+	Manifest        *sources.Manifest `json:"-"`
+	DurationSeconds float64           `json:"duration_seconds"`
 	// CompactionDropped are archive paths of compaction files in progress that the restore left
 	// out, their live file being restored (see dropCompactionLeftovers).
-	CompactionDropped []string          `json:"compaction_dropped,omitempty"`
-	Check             CheckResult       `json:"check"`
-	Manifest          *sources.Manifest `json:"-"`
-	DurationSeconds   float64           `json:"duration_seconds"`
+	CompactionDropped []string `json:"compaction_dropped,omitempty"`
 }
 
 // ToTarget extracts the archive into o.Dir in the documented layout (see the package doc). It

@@ -28,21 +28,21 @@ type VerifyOptions struct {
 // VerifyResult is one restore drill: the verdict, one line per group, and how long it took. It is
 // a plain value so callers can record it (state file, metrics) as well as print it.
 type VerifyResult struct {
-	Repository string        `json:"repository"`
-	Archive    string        `json:"archive"`
-	OK         bool          `json:"ok"`
-	Reason     string        `json:"reason,omitempty"` // why it failed, in plain words
-	Groups     []GroupCheck  `json:"groups"`
-	CouchDB    *CouchDBDrill `json:"couchdb,omitempty"` // CouchDB started on the copy; nil when the files already failed
-	Files      int64         `json:"files"`             // files restored and compared
+	Repository      string        `json:"repository"`
+	Archive         string        `json:"archive"`
+	OK              bool          `json:"ok"`
+	Reason          string        `json:"reason,omitempty"` // why it failed, in plain words
+	Groups          []GroupCheck  `json:"groups"`
+	CouchDB         *CouchDBDrill `json:"couchdb,omitempty"` // CouchDB started on the copy; nil when the files already failed
+	Files           int64         `json:"files"`             // files restored and compared
+	Bytes           int64         `json:"bytes"`
+	Started         time.Time     `json:"started"`
+	Duration        time.Duration `json:"-"`
+	DurationSeconds float64       `json:"duration_seconds"`
+	Err             error         `json:"-"` // the underlying error when the drill could not finish
 	// CompactionDropped are archive paths of compaction files in progress that the drill left
 	// out, as a restore does (see dropCompactionLeftovers).
-	CompactionDropped []string      `json:"compaction_dropped,omitempty"`
-	Bytes             int64         `json:"bytes"`
-	Started           time.Time     `json:"started"`
-	Duration          time.Duration `json:"-"`
-	DurationSeconds   float64       `json:"duration_seconds"`
-	Err               error         `json:"-"` // the underlying error when the drill could not finish
+	CompactionDropped []string `json:"compaction_dropped,omitempty"`
 	// ArchiveCount is how many archives the repository held when the archive was looked up
 	// (the caller's listing); 0 when not known.
 	ArchiveCount int `json:"archive_count,omitempty"`
