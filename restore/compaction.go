@@ -17,8 +17,8 @@ import (
 // read its files at another moment than the live file, and CouchDB, finding them beside the
 // restored live file, resumes the compaction from them and keeps their stale bytes in the
 // compacted database (see the README's chunking section). Without them CouchDB starts the
-// compaction again from the live file. Every restore and every drill
-// drops them the same way, so what the drill opens is what a restore puts in place.
+// compaction again from the live file. Every restore and every drill drops them the same way,
+// so what the drill opens is what a restore puts in place.
 func dropCompactionLeftovers(m *sources.Manifest, items []borg.Item, x string) ([]borg.Item, []string, error) {
 	root := couchDBRoot(m) + "/"
 	var files []string
