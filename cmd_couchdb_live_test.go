@@ -483,7 +483,7 @@ func TestBackupRefusesCOUCHDB_DATAThatIsNotTheLiveMount(t *testing.T) {
 // catchCompaction makes the real CouchDB begin compacting medic and freezes it while the
 // compaction's files sit beside their live shard files: CouchDB gets a twentieth of a CPU so the
 // compaction lasts, and it is paused once a .couch.compact.data file holds data. It returns the
-// compaction files it saw; t.Cleanup unpauses CouchDB.
+// compaction files beside their live file; t.Cleanup unpauses CouchDB.
 func catchCompaction(t *testing.T, cs *sourcestest.Containers, c *sourcestest.Couch, dataDir string) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -493,40 +493,59 @@ func catchCompaction(t *testing.T, cs *sourcestest.Containers, c *sourcestest.Co
 			t.Fatalf("limiting CouchDB's CPU: %v", err)
 		}
 	}
-	limit(5e7)
+	unlimited := int64(runtime.NumCPU()) * 1e9
 	t.Cleanup(func() {
 		cs.Client.ContainerUnpause(ctx, id)
-		limit(int64(runtime.NumCPU()) * 1e9)
+		limit(unlimited)
 	})
+	// inProgress lists the compaction files of medic beside their live shard file; withData
+	// says whether a .compact.data among them holds data.
+	inProgress := func() (files []string, withData bool) {
+		all, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch.compact*"))
+		for _, f := range all {
+			fi, err := os.Stat(f)
+			live, _, _ := strings.Cut(f, ".couch.compact")
+			if _, lerr := os.Stat(live + ".couch"); err != nil || lerr != nil {
+				continue
+			}
+			files = append(files, f)
+			withData = withData || strings.HasSuffix(f, ".compact.data") && fi.Size() > 0
+		}
+		return files, withData
+	}
+	// pause freezes CouchDB. The freezer can fail ("unable to freeze") on a cgroup held that low,
+	// so the limit is lifted first, and a failed attempt is tried again.
+	pause := func() {
+		limit(unlimited)
+		var err error
+		for range 20 {
+			if err = cs.Client.ContainerPause(ctx, id); err == nil {
+				return
+			}
+			t.Logf("pausing CouchDB, again in 100 ms: %v", err)
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("pausing CouchDB: %v", err)
+	}
+	limit(5e7)
 	deadline := time.Now().Add(90 * time.Second)
 	for next := time.Now(); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(next) { // again, in case the last one ended unseen
 			c.Must(t, "POST", "/medic/_compact", map[string]any{}, nil)
 			next = time.Now().Add(3 * time.Second)
 		}
-		found, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch.compact.data"))
-		for _, f := range found {
-			fi, err := os.Stat(f)
-			if err != nil || fi.Size() == 0 {
-				continue
-			}
-			if _, err := os.Stat(strings.TrimSuffix(f, ".compact.data")); err != nil {
-				continue
-			}
-			// The freezer may fail on a cgroup held that low: the limit is lifted first.
-			limit(int64(runtime.NumCPU()) * 1e9)
-			if err := cs.Client.ContainerPause(ctx, id); err != nil {
-				t.Fatalf("pausing CouchDB: %v", err)
-			}
-			var held []string
-			all, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch.compact*"))
-			for _, p := range all {
-				if _, err := os.Stat(p); err == nil {
-					held = append(held, p)
-				}
-			}
+		if _, ok := inProgress(); !ok {
+			continue
+		}
+		pause()
+		if held, ok := inProgress(); ok {
 			return held
 		}
+		// The compaction ended before the freezer took: let CouchDB go on and try again.
+		if err := cs.Client.ContainerUnpause(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		limit(5e7)
 	}
 	t.Fatal("CouchDB's compaction of medic never showed a .compact.data file with data in 90 s")
 	return nil
