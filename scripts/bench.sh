@@ -377,7 +377,7 @@ if want couchdb; then
       with=$(borg create --json --compression lz4 --chunker-params "$chunker" "${crepo[ours]}::with-compaction-files" "${cpaths[@]}" | jq .archive.stats.deduplicated_size)
       docker unpause "$couch" >/dev/null
       line ""
-      line "Compaction caught in progress (medic, CouchDB paused): $(mib "$cbytes") MiB of .compact files beside their live files. cht-backup left them out (its archive stored $(mib "$without") MiB); archiving them as well would have stored $(mib "$with") MiB more on this night. That is mostly a saving moved to the next night: the compacted file deduplicates against a partial copy already archived (scripts/couchdb-partial-compaction.sh, README)."
+      line "Compaction caught in progress (medic, CouchDB paused): $(mib "$cbytes") MiB of .compact files beside their live files. cht-backup left them out (its archive stored $(mib "$without") MiB); archiving them as well would have stored $(mib "$with") MiB more on this night. That is mostly a saving moved to the next night: the compacted file deduplicates against a partial copy already archived (scripts/couchdb-compaction-files.sh partial, README)."
     else
       line ""
       line "Compaction in progress: not caught (the compaction of medic ended before its .compact files held 1 MiB); nothing measured."
