@@ -370,19 +370,31 @@ func (p *proxy) down() {
 	}
 }
 
-// listenBelowEphemeral listens on a free port of 127.0.0.1 below Linux's ephemeral range
-// (32768-60999 by default). A proxy that goes down and comes back on its port must find it
-// free: a port of that range could meanwhile be the local end of any outgoing connection of a
-// test running in parallel.
+// listenBelowEphemeral listens on a free port of 127.0.0.1 below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range, 32768-60999 by default). A proxy that goes down and comes back
+// on its port must find it free: a port of that range could meanwhile be the local end of any
+// outgoing connection of a test running in parallel. Where the range leaves no room below it,
+// the kernel picks the port.
 func listenBelowEphemeral() (net.Listener, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	if low < 11024 {
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
 	var err error
 	for range 200 {
 		var l net.Listener
-		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))); err == nil {
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", low-10000+mrand.IntN(10000))); err == nil {
 			return l, nil
 		}
 	}
-	return nil, fmt.Errorf("no free port in 20000-31999: %v", err)
+	return nil, fmt.Errorf("no free port in %d-%d: %v", low-10000, low-1, err)
 }
 
 func (p *proxy) up(t *testing.T) {

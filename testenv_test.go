@@ -33,8 +33,9 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binPath = filepath.Join(dir, "cht-backup")
-		// The tag testhold lets the restore fault tests stop an in-place restore between two
-		// actions of a step (restore.TestHoldEnv); it changes nothing else.
+		// The tag testhold lets the tests hold a run where they could not otherwise stop it: an
+		// in-place restore between two actions of a step, a backup between gathering and borg
+		// create (restore.TestHoldEnv); it changes nothing else.
 		if out, err := exec.Command("go", "build", "-tags", "testhold", "-o", binPath, ".").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cht-backup: %v\n%s", err, out)
 			return 2

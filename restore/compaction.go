@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,17 @@ import (
 	"github.com/cht-backup/cht-backup/borg"
 	"github.com/cht-backup/cht-backup/sources"
 )
+
+// copyItems lists what borg archived, as the copy extracted into x is checked against: without
+// the compaction files in progress that dropCompactionLeftovers removes from x. It also returns
+// their archive paths.
+func (s Source) copyItems(ctx context.Context, m *sources.Manifest, x string) ([]borg.Item, []string, error) {
+	items, err := s.Items(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dropCompactionLeftovers(m, items, x)
+}
 
 // dropCompactionLeftovers removes from x, an extracted copy of the archive, the CouchDB
 // compaction files in progress that the archive holds beside their live file, and returns the
@@ -53,9 +65,10 @@ func compactionNote(m *sources.Manifest, dropped []string) string {
 	if len(dropped) == 0 {
 		return ""
 	}
+	root := couchDBRoot(m) + "/"
 	names := make([]string, 0, len(dropped))
 	for _, p := range dropped {
-		names = append(names, strings.TrimPrefix(p, couchDBRoot(m)+"/"))
+		names = append(names, strings.TrimPrefix(p, root))
 	}
 	const show = 3
 	list := strings.Join(names[:min(show, len(names))], ", ")
@@ -66,23 +79,24 @@ func compactionNote(m *sources.Manifest, dropped []string) string {
 		plural(int64(len(dropped)), "file"), list)
 }
 
-// noteCompactionDropped adds compactionNote to the CouchDB groups that held the dropped files:
-// each file belongs to the group with the deepest root above it (.shards is inside the data dir).
+// noteCompactionDropped adds compactionNote to the CouchDB groups that held the dropped files,
+// by the rule the check assigns archived items to them (inCouchDBGroup).
 func noteCompactionDropped(c *CheckResult, m *sources.Manifest, dropped []string) {
-	byGroup := map[string][]string{}
-	for _, p := range dropped {
-		best := ""
-		for _, g := range m.Groups {
-			if isCouchDBGroup(g.Name) && strings.HasPrefix(p, g.Root+"/") && (best == "" || len(g.Root) > len(groupRoot(m, best))) {
-				best = g.Name
+	for i := range c.Groups {
+		gc := &c.Groups[i]
+		g := m.Group(gc.Name)
+		if !isCouchDBGroup(gc.Name) || gc.Skipped || g == nil {
+			continue
+		}
+		var mine []string
+		for _, p := range dropped {
+			if inCouchDBGroup(m, *g, p) {
+				mine = append(mine, p)
 			}
 		}
-		byGroup[best] = append(byGroup[best], p)
-	}
-	for i := range c.Groups {
-		if n := compactionNote(m, byGroup[c.Groups[i].Name]); n != "" && !c.Groups[i].Skipped {
-			c.Groups[i].Notes = append(c.Groups[i].Notes, n)
-			c.Groups[i].Line = groupLine(c.Groups[i])
+		if n := compactionNote(m, mine); n != "" {
+			gc.Notes = append(gc.Notes, n)
+			gc.Line = groupLine(*gc)
 		}
 	}
 }

@@ -476,14 +476,11 @@ func (p *Plan) Run(ctx context.Context) (*InPlaceResult, error) {
 	}
 	// What was extracted must be what was backed up (the drill's comparison) before anything on
 	// the host changes: a mismatch found now costs nothing.
-	items, err := p.src.Items(ctx)
+	items, dropped, err := p.src.copyItems(ctx, p.Manifest, x)
 	if err != nil {
 		return fail(StepExtract, err)
 	}
-	items, res.CompactionDropped, err = dropCompactionLeftovers(p.Manifest, items, x)
-	if err != nil {
-		return fail(StepExtract, err)
-	}
+	res.CompactionDropped = dropped
 	if n := compactionNote(p.Manifest, res.CompactionDropped); n != "" {
 		res.Notes = append(res.Notes, n)
 	}

@@ -127,14 +127,11 @@ func ToTarget(ctx context.Context, o TargetOptions) (*TargetResult, error) {
 	if err := o.Source.Extract(ctx, x); err != nil {
 		return nil, err
 	}
-	items, err := o.Source.Items(ctx)
+	items, dropped, err := o.Source.copyItems(ctx, m, x)
 	if err != nil {
 		return nil, err
 	}
-	items, res.CompactionDropped, err = dropCompactionLeftovers(m, items, x)
-	if err != nil {
-		return nil, err
-	}
+	res.CompactionDropped = dropped
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -117,16 +117,12 @@ func Verify(ctx context.Context, o VerifyOptions) (res VerifyResult) {
 		res.Err = err
 		return res
 	}
-	items, err := o.Source.Items(ctx)
+	items, dropped, err := o.Source.copyItems(ctx, m, x)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	items, res.CompactionDropped, err = dropCompactionLeftovers(m, items, x)
-	if err != nil {
-		res.Err = err
-		return res
-	}
+	res.CompactionDropped = dropped
 	c := Check(ctx, m, items, func(p string) string { return filepath.Join(x, filepath.FromSlash(p)) })
 	noteCompactionDropped(&c, m, res.CompactionDropped)
 	res.Groups = c.Groups

@@ -195,15 +195,18 @@ sweep_leaked_containers() {
 	local cutoff id name created vol
 	CONTAINERS_SWEPT=0
 	cutoff=$(($(date +%s) - 3 * 3600))
+	# old TIME: TIME (as Docker prints it) is before the cutoff; a time date cannot read is not.
+	old() {
+		local s
+		s=$(date -d "$1" +%s 2>/dev/null) && ((s < cutoff))
+	}
 	while read -r id name created; do
-		[[ $name =~ ^(chtt[0-9a-f]{8}[-_]|sourcestest-[0-9a-f]{8}-) ]] || continue
-		(($(date -d "$created" +%s) < cutoff)) || continue
+		[[ $name =~ ^(chtt[0-9a-f]{8}[-_]|sourcestest-[0-9a-f]{8}-) ]] && old "$created" || continue
 		docker rm -f "$id" >/dev/null 2>&1 && CONTAINERS_SWEPT=$((CONTAINERS_SWEPT + 1))
 	done < <(docker ps -a --format '{{.ID}} {{.Names}} {{.CreatedAt}}' | awk '{print $1, $2, $3 "T" $4 $5}')
 	while read -r vol; do
 		[[ $vol =~ ^chtt[0-9a-f]{8}_cht-(ssl|credentials)$ ]] || continue
-		created=$(docker volume inspect -f '{{.CreatedAt}}' "$vol" 2>/dev/null) || continue
-		(($(date -d "$created" +%s) < cutoff)) || continue
+		created=$(docker volume inspect -f '{{.CreatedAt}}' "$vol" 2>/dev/null) && old "$created" || continue
 		docker volume rm "$vol" >/dev/null 2>&1 && CONTAINERS_SWEPT=$((CONTAINERS_SWEPT + 1))
 	done < <(docker volume ls -q)
 }
