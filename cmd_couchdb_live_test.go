@@ -501,15 +501,12 @@ func catchCompaction(t *testing.T, cs *sourcestest.Containers, c *sourcestest.Co
 	// inProgress lists the compaction files of medic beside their live shard file; withData
 	// says whether a .compact.data among them holds data.
 	inProgress := func() (files []string, withData bool) {
-		all, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch.compact*"))
-		for _, f := range all {
-			fi, err := os.Stat(f)
-			live, _, _ := strings.Cut(f, ".couch.compact")
-			if _, lerr := os.Stat(live + ".couch"); err != nil || lerr != nil {
-				continue
+		all, _ := filepath.Glob(filepath.Join(dataDir, "shards", "*", "medic.*.couch*"))
+		files = sources.CompactionLeftovers(all)
+		for _, f := range files {
+			if fi, err := os.Stat(f); err == nil && strings.HasSuffix(f, ".compact.data") && fi.Size() > 0 {
+				withData = true
 			}
-			files = append(files, f)
-			withData = withData || strings.HasSuffix(f, ".compact.data") && fi.Size() > 0
 		}
 		return files, withData
 	}
