@@ -45,7 +45,7 @@ func compactionLive(name string) (live string, ok bool) {
 // regular files, slash-separated) whose live file is among files too: by the compaction rule they
 // hold nothing the live file lacks. An archive holds such a pair when CouchDB began a compaction
 // after the backup had gathered its exclusions; borg then read the two files at different moments,
-// and CouchDB would resume the compaction from a copy that does not match the live file.
+// and CouchDB, given both, resumes the compaction from the stale copy and keeps its bytes.
 func CompactionLeftovers(files []string) []string {
 	have := make(map[string]bool, len(files))
 	for _, f := range files {
